@@ -1,0 +1,158 @@
+"""LFW View 2: the pairs protocol, the image files it names, and the held-out calibration pool."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facequant.config import DatasetConfig
+
+log = logging.getLogger(__name__)
+
+IMAGE_DIRS = ("lfw-deepfunneled", "lfw_funneled", "lfw")
+
+
+class DatasetError(RuntimeError):
+    """LFW is missing, malformed or incomplete."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    fold: int
+    label: int  # 1 genuine, 0 impostor
+    left: str  # path relative to the images folder
+    right: str
+
+
+@dataclass(frozen=True)
+class LFW:
+    root: Path
+    images_dir: Path
+    pairs_path: Path
+    pairs: tuple[Pair, ...]
+    image_count: int
+    fingerprint: str
+
+    def evaluated(self, folds: int) -> tuple[Pair, ...]:
+        return tuple(p for p in self.pairs if p.fold < folds)
+
+
+def image_name(person: str, index: str, line_no: int, path: Path) -> str:
+    try:
+        number = int(index)
+    except ValueError:
+        raise DatasetError(f"{path}:{line_no}: image number {index!r} is not an integer") from None
+    return f"{person}/{person}_{number:04d}.jpg"
+
+
+def parse_pairs(path: Path) -> tuple[Pair, ...]:
+    """Parse an LFW View 2 pairs file: a 'folds n' header, then per fold n genuine and n impostor lines."""
+    lines = path.read_text().splitlines()
+    if not lines:
+        raise DatasetError(f"{path}: empty pairs file; expected a header line like '10\\t300'")
+    header = lines[0].split()
+    if len(header) != 2 or not all(h.isdigit() for h in header):
+        raise DatasetError(f"{path}:1: header {lines[0]!r} must be '<folds> <pairs per class>', e.g. '10\\t300'")
+    folds, per_class = int(header[0]), int(header[1])
+    body = [(no, line.split()) for no, line in enumerate(lines[1:], start=2) if line.strip()]
+    expected = folds * 2 * per_class
+    if len(body) != expected:
+        raise DatasetError(
+            f"{path}: header promises {folds} folds x 2 x {per_class} = {expected} pairs, found {len(body)} lines"
+        )
+    pairs = []
+    for k, (no, parts) in enumerate(body):
+        fold, within = divmod(k, 2 * per_class)
+        genuine = within < per_class
+        if genuine and len(parts) == 3:
+            left, right = (parts[0], parts[1]), (parts[0], parts[2])
+        elif not genuine and len(parts) == 4:
+            left, right = (parts[0], parts[1]), (parts[2], parts[3])
+        else:
+            kind = "genuine 'name i j'" if genuine else "impostor 'name1 i name2 j'"
+            raise DatasetError(f"{path}:{no}: expected a {kind} line, got {' '.join(parts)!r}")
+        pairs.append(Pair(fold, int(genuine), image_name(*left, no, path), image_name(*right, no, path)))
+    return tuple(pairs)
+
+
+def _find_layout(root: Path, cfg: DatasetConfig) -> tuple[Path, Path] | None:
+    """Return (pairs file, images folder) under root or under scikit-learn's lfw_home, if present."""
+    for base in (root, root / "lfw_home"):
+        pairs = base / cfg.pairs
+        if not pairs.is_file():
+            continue
+        if cfg.images:
+            images = base / cfg.images
+            return (pairs, images) if images.is_dir() else None
+        for name in IMAGE_DIRS:
+            if (base / name).is_dir():
+                return pairs, base / name
+    return None
+
+
+def _download(root: Path) -> None:
+    """Fetch LFW (funneled) with scikit-learn's fetcher, which knows the current mirrors."""
+    from sklearn.datasets import fetch_lfw_pairs
+
+    log.info("LFW not found under %s; downloading it with scikit-learn", root)
+    try:
+        fetch_lfw_pairs(subset="10_folds", data_home=str(root), funneled=True, download_if_missing=True)
+    except Exception as exc:  # network errors come in many types
+        raise DatasetError(
+            f"LFW is not under {root} and downloading it failed ({type(exc).__name__}: {exc}). "
+            f"Put pairs.txt and the images folder (one of {', '.join(IMAGE_DIRS)}) in {root}, "
+            "or point dataset.root at a folder that has them."
+        ) from exc
+
+
+def load_lfw(cfg: DatasetConfig) -> LFW:
+    """Locate, download if allowed, parse and check LFW; every pair image must exist."""
+    root = Path(cfg.root).expanduser()
+    layout = _find_layout(root, cfg)
+    if layout is None and cfg.download:
+        _download(root)
+        layout = _find_layout(root, cfg)
+    if layout is None:
+        raise DatasetError(
+            f"LFW not found: {root} has no {cfg.pairs} beside an images folder "
+            f"({cfg.images or ' / '.join(IMAGE_DIRS)}). "
+            "Set dataset.root to a folder that holds them, or dataset.download=true to fetch them."
+        )
+    pairs_path, images_dir = layout
+    pairs = parse_pairs(pairs_path)
+    available = 1 + max(p.fold for p in pairs)
+    if cfg.folds > available:
+        raise DatasetError(f"dataset.folds={cfg.folds} but {pairs_path} has only {available} folds")
+    missing = sorted({name for p in pairs for name in (p.left, p.right) if not (images_dir / name).is_file()})
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} image(s) named in {pairs_path} are missing from {images_dir}, e.g. {missing[0]}"
+        )
+    count = sum(1 for _ in images_dir.rglob("*.jpg"))
+    digest = hashlib.sha256(pairs_path.read_bytes()).hexdigest()
+    return LFW(root, images_dir, pairs_path, pairs, count, f"{digest[:16]}-{count}")
+
+
+def pair_images(pairs: tuple[Pair, ...]) -> list[str]:
+    """Distinct images of the given pairs, in order of first use."""
+    return list(dict.fromkeys(name for p in pairs for name in (p.left, p.right)))
+
+
+def calibration_images(lfw: LFW, num_samples: int, seed: int) -> list[str]:
+    """Draw calibration images, with a seed, from the LFW images that no pair of the protocol uses."""
+    used = set(pair_images(lfw.pairs))
+    pool = sorted(
+        rel for rel in (os.path.relpath(p, lfw.images_dir) for p in lfw.images_dir.rglob("*.jpg")) if rel not in used
+    )
+    if num_samples > len(pool):
+        raise DatasetError(
+            f"calibration.num_samples={num_samples} but only {len(pool)} LFW images are outside the evaluation "
+            f"pairs; choose calibration.num_samples<={len(pool)}"
+        )
+    picked = np.random.default_rng(seed).choice(len(pool), size=num_samples, replace=False)
+    return [pool[i] for i in sorted(picked)]
