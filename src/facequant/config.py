@@ -108,6 +108,11 @@ class QuantConfig:
         _choice("quant", "weight_type", self.weight_type, QTYPES)
         _choice("quant", "activation_type", self.activation_type, QTYPES)
         _choice("quant", "format", self.format, ("QDQ", "QOperator"))
+        if self.activation_type == "QInt8" and self.weight_type == "QUInt8":
+            raise ConfigError(
+                "quant.activation_type=QInt8 with quant.weight_type=QUInt8 (S8U8) is not supported by ONNX Runtime; "
+                "use QUInt8/QInt8 (U8S8, fastest on x86) or QInt8/QInt8"
+            )
         if self.mode == "dynamic" and not self.op_types:
             raise ConfigError("quant=dynamic needs quant.op_types, e.g. [MatMul,Gemm]")
 

@@ -103,9 +103,9 @@ def check_runnable(path: Path, variant: str, input_shape: tuple[int, ...]) -> No
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300]
         raise QuantizationError(
-            f"ONNX Runtime's CPU EP cannot run the {variant} model ({first}). Dynamic quantization of Conv "
-            "produces ConvInteger, which the CPU EP does not run with QInt8 weights: keep quant.op_types="
-            "[MatMul,Gemm], or use quant=static."
+            f"ONNX Runtime's CPU EP cannot run the {variant} model these settings produced ({first}). "
+            "Change quant.op_types, quant.activation_type or quant.weight_type, or use the defaults of "
+            "quant=static (QDQ, U8S8, per-channel)."
         ) from exc
 
 
@@ -130,6 +130,22 @@ def build_variant(
         return target
     pre = pre_process(fp32, fp32.with_name(fp32.stem + ".pre.onnx"))
     with atomic_path(target) as tmp:
+        _quantize(pre, tmp, quant, calib, preprocess_method, calibration_faces)
+        check_runnable(tmp, quant.variant, input_shape)
+    log.info("built %s at %s", quant.variant, target)
+    return target
+
+
+def _quantize(
+    pre: Path,
+    tmp: Path,
+    quant: QuantConfig,
+    calib: CalibrationConfig,
+    preprocess_method: str,
+    calibration_faces: Callable[[], np.ndarray],
+) -> None:
+    faces = calibration_faces() if quant.mode == "static" else None
+    try:
         if quant.mode == "dynamic":
             quantize_dynamic(
                 str(pre),
@@ -140,7 +156,7 @@ def build_variant(
                 weight_type=QuantType[quant.weight_type],
             )
         else:
-            ranges = calibration_ranges(pre, calibration_faces(), preprocess_method, calib)
+            ranges = calibration_ranges(pre, faces, preprocess_method, calib)
             with tempfile.TemporaryDirectory(prefix="facequant-ranges-") as d:
                 cache = Path(d) / "ranges.json"
                 save_tensors_data(ranges, cache)
@@ -157,6 +173,5 @@ def build_variant(
                     weight_type=QuantType[quant.weight_type],
                     calibrate_method=METHODS[calib.method],
                 )
-        check_runnable(tmp, quant.variant, input_shape)
-    log.info("built %s at %s", quant.variant, target)
-    return target
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise QuantizationError(f"ONNX Runtime could not build {quant.variant} with {asdict(quant)}: {exc}") from exc

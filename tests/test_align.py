@@ -1,0 +1,76 @@
+"""MTCNN alignment on real LFW images: crops, cache reuse, no-face fallback and unreadable files."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facequant.align import ImageError, align_images, cache_dir_for
+from facequant.config import AlignConfig
+
+CFG = AlignConfig(batch_size=4)
+
+
+@pytest.fixture
+def images(lfw, tmp_path):
+    """A folder with three real LFW faces and one image with no face, all 250x250."""
+    names = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "AJ_Cook/AJ_Cook_0001.jpg", "Abel_Pacheco/Abel_Pacheco_0001.jpg"]
+    for name in names:
+        (tmp_path / "img" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "img" / name).write_bytes((lfw.images_dir / name).read_bytes())
+    (tmp_path / "img" / "blank").mkdir()
+    Image.new("RGB", (250, 250), (128, 128, 128)).save(tmp_path / "img" / "blank" / "blank_0001.jpg")
+    return tmp_path / "img", names + ["blank/blank_0001.jpg"]
+
+
+def test_batch_with_a_faceless_image_aligns_and_falls_back(images, tmp_path):
+    root, names = images
+    out = align_images(root, names, CFG, tmp_path / "cache")
+    assert out.faces.shape == (4, 160, 160, 3) and out.faces.dtype == np.uint8
+    assert out.detected.tolist() == [True, True, True, False] and out.fallbacks == 1
+    assert out.computed == 4
+    # a real face crop has structure; the blank fallback is flat grey
+    assert out.faces[0].std() > 20 and out.faces[3].std() < 1
+
+
+def test_second_call_detects_nothing_and_returns_the_same_faces(images, tmp_path):
+    root, names = images
+    first = align_images(root, names, CFG, tmp_path / "cache")
+    second = align_images(root, names, CFG, tmp_path / "cache")
+    assert second.computed == 0
+    np.testing.assert_array_equal(first.faces, second.faces)
+    np.testing.assert_array_equal(first.detected, second.detected)
+
+
+def test_cache_key_follows_settings_not_batch_size(tmp_path):
+    base = cache_dir_for(tmp_path, "fp", AlignConfig())
+    assert cache_dir_for(tmp_path, "fp", AlignConfig(batch_size=7)) == base
+    assert cache_dir_for(tmp_path, "fp", AlignConfig(margin=44)) != base
+    assert cache_dir_for(tmp_path, "other", AlignConfig()) != base
+
+
+def test_no_partial_file_is_left_in_the_cache(images, tmp_path):
+    root, names = images
+    (root / "broken").mkdir()
+    (root / "broken" / "broken_0001.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(ImageError, match="cannot read image .*broken_0001.jpg"):
+        align_images(root, [*names, "broken/broken_0001.jpg"], AlignConfig(batch_size=8), tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+    assert not list((tmp_path / "cache").rglob("*.npz"))  # the failing batch stored nothing
+
+
+def test_center_weighted_selection_picks_the_subject_on_a_group_photo(lfw, msceleb128, tmp_path):
+    # Angela_Bassett_0003 has other faces off-centre that 'probability' selection picks instead of her
+    import torch
+
+    from facequant.models import preprocess
+
+    names = ["Angela_Bassett/Angela_Bassett_0003.jpg", "Angela_Bassett/Angela_Bassett_0001.jpg"]
+    centre = align_images(lfw.images_dir, names, CFG, tmp_path / "c")
+    prob = align_images(lfw.images_dir, names, AlignConfig(selection_method="probability"), tmp_path / "p")
+    net, _ = msceleb128
+    with torch.inference_mode():
+        e_centre = net(torch.from_numpy(preprocess(centre.faces, "per_image"))).numpy()
+        e_prob = net(torch.from_numpy(preprocess(prob.faces, "per_image"))).numpy()
+    same_person_centre = float(e_centre[0] @ e_centre[1])
+    same_person_prob = float(e_prob[0] @ e_prob[1])
+    assert same_person_centre > 0.5 > same_person_prob

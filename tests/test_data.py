@@ -1,0 +1,120 @@
+"""pairs.txt parsing, dataset layout detection and the held-out calibration pool, on the real LFW copy."""
+
+import pytest
+from PIL import Image
+
+from facequant.config import DatasetConfig
+from facequant.data import DatasetError, calibration_images, load_lfw, pair_images, parse_pairs
+
+
+def test_real_pairs_file(lfw_root):
+    pairs = parse_pairs(lfw_root / "pairs.txt")
+    assert len(pairs) == 6000
+    assert [sum(p.fold == f for p in pairs) for f in range(10)] == [600] * 10
+    assert sum(p.label for p in pairs) == 3000
+    first = pairs[0]  # "Abel_Pacheco 1 4"
+    assert (first.fold, first.label, first.left, first.right) == (
+        0,
+        1,
+        "Abel_Pacheco/Abel_Pacheco_0001.jpg",
+        "Abel_Pacheco/Abel_Pacheco_0004.jpg",
+    )
+    assert pairs[300].label == 0 and pairs[600].fold == 1
+    assert len(pair_images(pairs)) == 7701
+
+
+def test_load_real_lfw(lfw):
+    assert lfw.images_dir.name == "lfw-deepfunneled"
+    assert lfw.image_count == 13233
+    assert lfw.fingerprint.endswith("-13233")
+    assert len(lfw.evaluated(1)) == 600
+
+
+def write_pairs(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty pairs file"),
+        ("ten 300\n", ":1: header"),
+        ("1\t1\nA\t1\t2\nB\t1\n", ":3: expected a impostor"),
+        ("1\t1\nA\t1\nB\t1\tC\t1\n", ":2: expected a genuine"),
+        ("1\t1\nA\tx\t2\nB\t1\tC\t1\n", ":2: image number 'x'"),
+        ("1\t2\nA\t1\t2\nB\t1\tC\t1\n", "promises 1 folds x 2 x 2 = 4 pairs, found 2"),
+    ],
+)
+def test_malformed_pairs_name_the_line(tmp_path, text, message):
+    with pytest.raises(DatasetError, match=message):
+        parse_pairs(write_pairs(tmp_path / "pairs.txt", text))
+
+
+def make_lfw(root, names=("A", "B", "C"), images="lfw"):
+    """A tiny LFW in the official layout, with real JPEGs."""
+    for name in names:
+        (root / images / name).mkdir(parents=True)
+        for i in (1, 2):
+            Image.new("RGB", (250, 250), (i * 40, 80, 120)).save(root / images / name / f"{name}_{i:04d}.jpg")
+    write_pairs(root / "pairs.txt", "1\t1\nA\t1\t2\nB\t1\tC\t2\n")
+    return root
+
+
+@pytest.mark.parametrize("images", ["lfw", "lfw_funneled", "lfw-deepfunneled"])
+def test_images_folder_is_detected(tmp_path, images):
+    lfw = load_lfw(DatasetConfig(root=str(make_lfw(tmp_path, images=images)), folds=1, download=False))
+    assert lfw.images_dir == tmp_path / images
+    assert lfw.image_count == 6
+
+
+def test_sklearn_layout_is_detected(tmp_path):
+    make_lfw(tmp_path / "lfw_home", images="lfw_funneled")
+    assert load_lfw(DatasetConfig(root=str(tmp_path), folds=1, download=False)).images_dir.name == "lfw_funneled"
+
+
+def test_missing_dataset_says_where_to_put_it(tmp_path):
+    with pytest.raises(DatasetError, match=r"LFW not found: .*Set dataset.root"):
+        load_lfw(DatasetConfig(root=str(tmp_path / "nowhere"), download=False))
+
+
+def test_missing_image_is_named(tmp_path):
+    make_lfw(tmp_path)
+    (tmp_path / "lfw" / "C" / "C_0002.jpg").unlink()
+    with pytest.raises(DatasetError, match="1 image.* missing .* C/C_0002.jpg"):
+        load_lfw(DatasetConfig(root=str(tmp_path), folds=1, download=False))
+
+
+def test_more_folds_than_the_file_has(tmp_path):
+    with pytest.raises(DatasetError, match="only 1 folds"):
+        load_lfw(DatasetConfig(root=str(make_lfw(tmp_path)), folds=2, download=False))
+
+
+def test_calibration_pool_is_disjoint_and_seeded(lfw):
+    used = set(pair_images(lfw.pairs))
+    a = calibration_images(lfw, 200, seed=0)
+    assert len(set(a)) == 200 and not used & set(a)
+    assert a == calibration_images(lfw, 200, seed=0)
+    assert a != calibration_images(lfw, 200, seed=1)
+    with pytest.raises(DatasetError, match="only 5532 LFW images are outside"):
+        calibration_images(lfw, 5533, seed=0)
+
+
+def test_download_failure_is_clear(tmp_path, monkeypatch):
+    import sklearn.datasets
+
+    def offline(**_):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_lfw_pairs", offline)
+    with pytest.raises(DatasetError, match=r"downloading it failed .*Put pairs.txt and the images folder"):
+        load_lfw(DatasetConfig(root=str(tmp_path), download=True))
+
+
+def test_fingerprint_follows_the_pairs_file(tmp_path):
+    # caches are keyed by the fingerprint, so two datasets never share aligned faces
+    make_lfw(tmp_path)
+    a = load_lfw(DatasetConfig(root=str(tmp_path), folds=1, download=False)).fingerprint
+    write_pairs(tmp_path / "pairs.txt", "1\t1\nA\t2\t1\nB\t1\tC\t2\n")
+    b = load_lfw(DatasetConfig(root=str(tmp_path), folds=1, download=False)).fingerprint
+    assert a != b and a.endswith("-6") and b.endswith("-6")

@@ -1,0 +1,40 @@
+"""ONNX export of the real model: parity with PyTorch on real faces, dynamic batch, metadata."""
+
+import numpy as np
+
+from facequant.evaluate import embed
+from facequant.export import INPUT, OPSET, OUTPUT, export_onnx, read_metadata
+from facequant.models import preprocess
+
+
+def test_parity_and_metadata(fp32_onnx, msceleb128):
+    path, diff = fp32_onnx
+    assert diff < 1e-4
+    meta = read_metadata(path)
+    assert meta["facequant.embedding_size"] == "128"
+    assert meta["facequant.preprocess"] == "per_image"
+    assert meta["facequant.source"].startswith("Sandberg FaceNet 20170512-110547")
+    assert meta["facequant.weights_sha256"] == msceleb128[1].weights_sha256
+
+
+def test_graph_io_and_opset(fp32_onnx):
+    import onnx
+
+    model = onnx.load(str(fp32_onnx[0]), load_external_data=False)
+    assert [i.name for i in model.graph.input] == [INPUT] and [o.name for o in model.graph.output] == [OUTPUT]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= OPSET
+
+
+def test_any_batch_size_gives_unit_embeddings(fp32_onnx, aligned_sample):
+    emb = embed(fp32_onnx[0], aligned_sample.faces[:5], "per_image", batch_size=3)
+    assert emb.shape == (5, 128)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+
+
+def test_cached_export_is_not_redone(fp32_onnx, msceleb128, aligned_sample):
+    path, diff = fp32_onnx
+    before = path.stat().st_mtime_ns
+    net, info = msceleb128
+    again = export_onnx(net, info, path, preprocess(aligned_sample.faces[:2], info.preprocess))
+    assert again == diff and path.stat().st_mtime_ns == before
