@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import subprocess
 import tempfile
-from dataclasses import asdict
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +19,8 @@ from facequant.benchmark import machine_info, measure
 from facequant.cache import key_of, read_json, write_json
 from facequant.config import Settings
 from facequant.data import LFW, Pair, calibration_images, load_lfw, pair_images
-from facequant.evaluate import Verification, cosine_scores, embed, verification_metrics
-from facequant.export import OPSET, export_onnx
+from facequant.evaluate import Verification, cosine_scores, embed, session, verification_metrics
+from facequant.export import INPUT, OPSET, export_onnx
 from facequant.models import load_model, preprocess
 from facequant.quantize import build_variant, variant_key
 from facequant.report import plot_roc, plot_score_histogram
@@ -43,14 +46,6 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def _scores(model: Path, faces: np.ndarray, names: list[str], pairs: tuple[Pair, ...], s: Settings) -> np.ndarray:
-    emb = embed(model, faces, s.model.preprocess, s.eval_batch_size)
-    index = {name: i for i, name in enumerate(names)}
-    left = np.array([index[p.left] for p in pairs])
-    right = np.array([index[p.right] for p in pairs])
-    return cosine_scores(emb, left, right)
-
-
 def _artifacts(out: Path, pairs: tuple[Pair, ...], scores: np.ndarray, v: Verification, name: str) -> list[Path]:
     labels = np.array([p.label for p in pairs])
     csv = out / "scores.csv"
@@ -63,6 +58,33 @@ def _artifacts(out: Path, pairs: tuple[Pair, ...], scores: np.ndarray, v: Verifi
     ]
 
 
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Time a pipeline stage and log it as metric time_<name>_s when it ends."""
+    start = time.perf_counter()
+    yield
+    tracking.log_metrics({f"time_{name}_s": time.perf_counter() - start})
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The evaluated pairs, their distinct images and the aligned faces of those images."""
+
+    lfw: LFW
+    pairs: tuple[Pair, ...]
+    names: list[str]
+    faces: np.ndarray
+    align_cache: Path
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([p.label for p in self.pairs])
+
+    @property
+    def folds(self) -> np.ndarray:
+        return np.array([p.fold for p in self.pairs])
+
+
 def run_job(s: Settings, config_yaml: str) -> dict[str, float]:
     """Run one variant as one MLflow run; returns its metrics. The run ends FAILED on any error."""
     tags = {
@@ -72,18 +94,21 @@ def run_job(s: Settings, config_yaml: str) -> dict[str, float]:
         "model": s.model.name,
     }
     with tracking.job_run(s.mlflow, s.variant_name, tags):
-        tracking.log_params(tracking.flatten(s.as_dict()) | machine_info() | {"onnx.opset": OPSET})
+        tracking.log_params(
+            tracking.flatten(s.as_dict())
+            | machine_info()
+            | {"onnx.opset": OPSET, "quant.scheme": _scheme(s), "benchmark.graph_optimization": "ORT_ENABLE_ALL"}
+        )
         tracking.log_text(config_yaml, "config.yaml")
         return _run(s)
 
 
-def _run(s: Settings) -> dict[str, float]:
-    lfw: LFW = load_lfw(s.dataset)
-    pairs = lfw.evaluated(s.dataset.folds)
+def _load_data(s: Settings) -> tuple[EvalData, list[str]]:
+    lfw = load_lfw(s.dataset)
     tracking.set_tags({"dataset_fingerprint": lfw.fingerprint, "far_note": FAR_NOTE})
-    calib_names = (
-        calibration_images(lfw, s.calibration.num_samples, s.calibration.seed) if s.quant.mode == "static" else []
-    )
+    pairs = lfw.evaluated(s.dataset.folds)
+    static = s.quant.mode == "static"
+    calib_names = calibration_images(lfw, s.calibration.num_samples, s.calibration.seed) if static else []
     names = pair_images(pairs)
     align_cache = cache_dir_for(s.cache_dir, lfw.fingerprint, s.align)
     aligned = align_images(lfw.images_dir, names, s.align, align_cache)
@@ -95,66 +120,63 @@ def _run(s: Settings) -> dict[str, float]:
             "align_computed": aligned.computed,
         }
     )
+    return EvalData(lfw, pairs, names, aligned.faces, align_cache), calib_names
 
-    net, info = load_model(s.model)
-    tracking.log_params({f"model_info.{k}": v for k, v in asdict(info).items()})
-    base_key = key_of(info.weights_sha256, OPSET)
-    model_dir = s.cache_dir / "onnx" / base_key
-    sample = preprocess(aligned.faces[:16], info.preprocess)
-    fp32 = model_dir / "fp32.onnx"
-    tracking.log_metrics({"onnx_parity_max_abs_diff": export_onnx(net, info, fp32, sample)})
-    del net
 
-    vkey = variant_key(
-        base_key, s.quant, s.calibration if s.quant.mode == "static" else None, key_of(lfw.fingerprint, asdict(s.align))
-    )
-    variant = build_variant(
-        fp32,
-        model_dir / f"{s.quant.variant}-{vkey}.onnx",
-        s.quant,
-        s.calibration,
-        info.preprocess,
-        lambda: align_images(lfw.images_dir, calib_names, s.align, align_cache).faces,
-        tuple(sample[:1].shape),
-    )
+def _evaluate(model: Path, data: EvalData, s: Settings) -> tuple[np.ndarray, Verification, dict[str, float]]:
+    emb = embed(model, data.faces, s.model.preprocess, s.eval_batch_size)
+    index = {name: i for i, name in enumerate(data.names)}
+    left = np.array([index[p.left] for p in data.pairs])
+    right = np.array([index[p.right] for p in data.pairs])
+    scores = cosine_scores(emb, left, right)
+    v = verification_metrics(scores, data.labels, data.folds)
+    return scores, v, v.as_metrics() | {"size_mib": model.stat().st_size / 2**20}
 
-    labels = np.array([p.label for p in pairs])
-    folds = np.array([p.fold for p in pairs])
 
-    def evaluate(model: Path) -> tuple[np.ndarray, Verification, dict[str, float]]:
-        scores = _scores(model, aligned.faces, names, pairs, s)
-        v = verification_metrics(scores, labels, folds)
-        return scores, v, v.as_metrics() | {"size_mib": model.stat().st_size / 2**20}
+def _run(s: Settings) -> dict[str, float]:
+    with stage("align"):
+        data, calib_names = _load_data(s)
 
-    scores, v, metrics = evaluate(variant)
-    tracking.log_metrics(metrics)
-    baseline = s.cache_dir / "baselines" / f"{key_of(base_key, lfw.fingerprint, asdict(s.align), s.dataset.folds)}.json"
-    if s.quant.mode == "fp32":
-        write_json(baseline, metrics)
-    elif not baseline.is_file():
-        log.info("no cached FP32 baseline for this model and data; computing it")
-        write_json(baseline, evaluate(fp32)[2])
-    base = read_json(baseline)
-    drops = {
-        "accuracy_drop": base["accuracy"] - v.accuracy,
-        "tar_far_1e-3_drop": base["tar_far_1e-3"] - v.tar_far[1e-3],
-        "compression_ratio": base["size_mib"] / metrics["size_mib"],
-    }
-    tracking.log_metrics(drops)
+    with stage("export"):
+        net, info = load_model(s.model)
+        tracking.log_params({f"model_info.{k}": v for k, v in asdict(info).items()})
+        base_key = key_of(info.weights_sha256, OPSET)
+        sample = preprocess(data.faces[:16], info.preprocess)
+        fp32 = s.cache_dir / "onnx" / base_key / "fp32.onnx"
+        tracking.log_metrics({"onnx_parity_max_abs_diff": export_onnx(net, info, fp32, sample)})
+        del net
 
-    bench = measure(variant, preprocess(aligned.faces[: s.benchmark.throughput_batch], info.preprocess), s.benchmark)
-    tracking.log_metrics(bench)
-    tracking.log_params(
-        {
-            "benchmark.graph_optimization": "ORT_ENABLE_ALL",
-            "benchmark.provider": "CPUExecutionProvider",
-            "quant.scheme": _scheme(s),
+    with stage("quantize"):
+        calib = s.calibration if s.quant.mode == "static" else None
+        vkey = variant_key(base_key, s.quant, calib, key_of(data.lfw.fingerprint, asdict(s.align)))
+        variant = build_variant(
+            fp32,
+            fp32.with_name(f"{s.quant.variant}-{vkey}.onnx"),
+            s.quant,
+            s.calibration,
+            info.preprocess,
+            lambda: align_images(data.lfw.images_dir, calib_names, s.align, data.align_cache).faces,
+            tuple(sample[:1].shape),
+        )
+
+    with stage("evaluate"):
+        scores, v, metrics = _evaluate(variant, data, s)
+        tracking.log_metrics(metrics)
+        base = _baseline(s, base_key, data, fp32, metrics)
+        drops = {
+            "accuracy_drop": base["accuracy"] - v.accuracy,
+            "tar_far_1e-3_drop": base["tar_far_1e-3"] - v.tar_far[1e-3],
+            "compression_ratio": base["size_mib"] / metrics["size_mib"],
         }
-    )
+        tracking.log_metrics(drops)
 
-    with tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
-        tracking.log_artifacts(_artifacts(Path(tmp), pairs, scores, v, s.variant_name))
-    tracking.log_onnx_model(variant, sample[:1], embed(variant, aligned.faces[:1], info.preprocess))
+    with stage("benchmark"):
+        bench = measure(variant, preprocess(data.faces[: s.benchmark.throughput_batch], info.preprocess), s.benchmark)
+        tracking.log_metrics(bench)
+
+    with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
+        tracking.log_artifacts(_artifacts(Path(tmp), data.pairs, scores, v, s.variant_name))
+        tracking.log_onnx_model(variant, sample[:1], session(variant).run(None, {INPUT: sample[:1]})[0])
     log.info(
         "%s: accuracy %.4f +- %.4f, drop %.4f, %.2f MiB, p50 %.2f ms",
         s.variant_name,
@@ -165,6 +187,19 @@ def _run(s: Settings) -> dict[str, float]:
         bench["latency_p50_ms"],
     )
     return metrics | drops | bench
+
+
+def _baseline(s: Settings, base_key: str, data: EvalData, fp32: Path, metrics: dict[str, float]) -> dict:
+    """FP32 metrics of the same model, data, alignment and folds: this run's if it is FP32, else cached."""
+    path = (
+        s.cache_dir / "baselines" / f"{key_of(base_key, data.lfw.fingerprint, asdict(s.align), s.dataset.folds)}.json"
+    )
+    if s.quant.mode == "fp32":
+        write_json(path, metrics)
+    elif not path.is_file():
+        log.info("no cached FP32 baseline for this model and data; computing it")
+        write_json(path, _evaluate(fp32, data, s)[2])
+    return read_json(path)
 
 
 def _scheme(s: Settings) -> str:

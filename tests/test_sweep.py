@@ -1,0 +1,133 @@
+"""End to end: the Hydra entrypoint on the real weights and the first LFW fold, one MLflow run per variant."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+
+from conftest import LFW_ROOT, REPO, WEIGHTS_DIR
+
+pytestmark = pytest.mark.integration
+
+METRICS = [
+    "accuracy", "accuracy_std", "tar_far_1e-3", "tar_far_1e-4", "roc_auc", "eer", "threshold", "genuine_mean",
+    "genuine_std", "impostor_mean", "impostor_std", "size_mib", "latency_p50_ms", "latency_p95_ms",
+    "throughput_ips", "accuracy_drop",
+]
+
+
+def main(workdir, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
+    common = [
+        "model=msceleb128", f"model.weights_dir={WEIGHTS_DIR}", f"dataset.root={LFW_ROOT}", "dataset.folds=1",
+        f"cache_dir={workdir / 'cache'}", f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
+        "benchmark.iterations=20", "calibration.num_samples=100",
+        f"hydra.run.dir={workdir / 'outputs'}", f"hydra.sweep.dir={workdir / 'multirun'}",
+    ]
+    flags = ["-m"] if multirun else []
+    return subprocess.run([sys.executable, str(REPO / "src" / "main.py"), *flags, *common, *overrides],
+                          cwd=workdir, capture_output=True, text=True)
+
+
+def runs(workdir):
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["facequant"], order_by=["attributes.start_time ASC"])
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    proc = main(workdir, "quant=fp32,dynamic,static", multirun=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir, runs(workdir)
+
+
+def test_three_finished_runs_with_every_metric(sweep):
+    _, df = sweep
+    assert df["tags.mlflow.runName"].tolist() == ["fp32", "int8_dynamic", "int8_static_qdq_minmax_100"]
+    assert (df.status == "FINISHED").all()
+    for name in METRICS:
+        assert df[f"metrics.{name}"].notna().all(), name
+    assert df["tags.is_baseline"].tolist() == ["true", "false", "false"]
+    assert df["tags.dataset_fingerprint"].str.endswith("-13233").all()
+    assert (df["metrics.n_pairs"] == 600).all()
+    assert (df["params.quant.scheme"] == ["fp32", "U8S8 (dynamic)", "U8S8"]).all()
+    assert df["params.cpu.isa"].notna().all() and df["params.version.onnxruntime"].notna().all()
+
+
+def test_accuracy_and_size(sweep):
+    _, df = sweep
+    fp32, dynamic, static = (df.iloc[i] for i in range(3))
+    assert fp32["metrics.accuracy"] >= 0.95
+    assert abs(fp32["metrics.accuracy"] - static["metrics.accuracy"]) <= 0.01
+    assert static["metrics.size_mib"] < 25 < dynamic["metrics.size_mib"]
+    assert fp32["metrics.accuracy_drop"] == 0
+    assert static["metrics.accuracy_drop"] == pytest.approx(fp32["metrics.accuracy"] - static["metrics.accuracy"])
+    assert static["metrics.compression_ratio"] > 3.5
+
+
+def test_artifacts_and_onnx_model(sweep):
+    workdir, df = sweep
+    client = mlflow.MlflowClient()
+    for _, run in df.iterrows():
+        names = {a.path for a in client.list_artifacts(run.run_id)}
+        assert {"scores.csv", "roc.png", "score_histogram.png", "config.yaml"} <= names
+        for png in ("roc.png", "score_histogram.png"):
+            assert open(client.download_artifacts(run.run_id, png, str(workdir)), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        with open(client.download_artifacts(run.run_id, "scores.csv", str(workdir))) as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == 600 and list(rows[0]) == ["fold", "label", "score"]
+        assert [r["label"] for r in rows[:300]] == ["1"] * 300 and rows[300]["label"] == "0"  # pairs.txt order
+        models = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.run_id}'", output_format="list",
+                                             experiment_ids=[run.experiment_id])
+        assert [m.name for m in models] == ["model"]
+        proto = mlflow.onnx.load_model(models[0].model_uri)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        assert meta["facequant.preprocess"] == "per_image" and meta["facequant.embedding_size"] == "128"
+
+
+def test_static_model_is_per_channel_qdq(sweep):
+    import onnx
+
+    workdir, df = sweep
+    static = df.iloc[2]
+    model = mlflow.onnx.load_model(
+        mlflow.search_logged_models(filter_string=f"source_run_id = '{static.run_id}'", output_format="list",
+                                    experiment_ids=[static.experiment_id])[0].model_uri)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    inits = {i.name: i for i in model.graph.initializer}
+    conv_weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
+                      and inits[n.input[0]].data_type == onnx.TensorProto.INT8]
+    assert conv_weight_dq and all(np.prod(inits[n.input[1]].dims) > 1 for n in conv_weight_dq[:10])
+
+
+def test_second_run_hits_the_alignment_cache(sweep):
+    workdir, first = sweep
+    assert first.iloc[0]["metrics.align_computed"] == first.iloc[0]["metrics.n_images"] > 700  # cold cache
+    proc = main(workdir, "quant=fp32")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    latest = runs(workdir).iloc[-1]
+    assert latest["metrics.align_computed"] == 0
+    assert latest["metrics.accuracy"] == first.iloc[0]["metrics.accuracy"]
+
+
+def test_failing_job_leaves_a_failed_run_with_the_reason(tmp_path):
+    proc = main(tmp_path, f"dataset.root={tmp_path / 'no_lfw_here'}", "dataset.download=false")
+    assert proc.returncode != 0
+    assert "LFW not found" in proc.stderr
+    df = runs(tmp_path)
+    assert df.status.tolist() == ["FAILED"]
+    assert "LFW not found" in df["tags.error"].iloc[0] and "dataset.root" in df["tags.error"].iloc[0]
+
+
+def test_quantized_variant_alone_computes_its_baseline(tmp_path):
+    proc = main(tmp_path, "quant=dynamic", "dataset.folds=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = runs(tmp_path).iloc[-1]
+    assert "no cached FP32 baseline" in proc.stderr + proc.stdout
+    assert abs(run["metrics.accuracy_drop"]) < 0.01 and run["metrics.compression_ratio"] > 1.0
