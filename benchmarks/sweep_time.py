@@ -26,9 +26,16 @@ STAGES = ("align", "export", "quantize", "evaluate", "benchmark", "log_artifacts
 def sweep(workdir: Path, cache: Path, args: argparse.Namespace) -> tuple[float, float]:
     """Run the sweep in a child process; return (wall seconds, peak RSS GiB) of that child alone."""
     cmd = [
-        sys.executable, str(REPO / "src" / "main.py"), "-m", "model=msceleb128", f"dataset.root={args.lfw}",
-        "quant=fp32,dynamic,static", f"cache_dir={cache}", f"model.weights_dir={args.weights}",
-        f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}", f"hydra.sweep.dir={workdir / 'multirun'}",
+        sys.executable,
+        str(REPO / "src" / "main.py"),
+        "-m",
+        "model=msceleb128",
+        f"dataset.root={args.lfw}",
+        "quant=fp32,dynamic,static",
+        f"cache_dir={cache}",
+        f"model.weights_dir={args.weights}",
+        f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
+        f"hydra.sweep.dir={workdir / 'multirun'}",
         f"benchmark.threads={args.threads}",
     ]
     start = time.perf_counter()
@@ -45,8 +52,11 @@ def stage_table(workdir: Path, since_ms: int) -> None:
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["facequant"], filter_string=f"attributes.start_time >= {since_ms}",
-                              order_by=["attributes.start_time ASC"])
+    runs = mlflow.search_runs(
+        experiment_names=["facequant"],
+        filter_string=f"attributes.start_time >= {since_ms}",
+        order_by=["attributes.start_time ASC"],
+    )
     print(f"  {'variant':30s}" + "".join(f"{s:>14s}" for s in STAGES) + f"{'accuracy':>10s}")
     for _, run in runs.iterrows():
         times = "".join(f"{run.get(f'metrics.time_{s}_s', float('nan')):13.1f}s" for s in STAGES)
@@ -71,9 +81,11 @@ def speedups(cache: Path, lfw_root: str, weights: str) -> None:
         cfg = BenchmarkConfig(threads=threads, warmup=20, iterations=200, throughput_iterations=5)
         fp32 = measure(model_dir / "fp32.onnx", inputs, cfg)
         int8 = measure(static, inputs, cfg)
-        print(f"  threads={threads}: fp32 p50 {fp32['latency_p50_ms']:.2f} ms, static int8 p50 "
-              f"{int8['latency_p50_ms']:.2f} ms, speed-up {fp32['latency_p50_ms'] / int8['latency_p50_ms']:.2f}x; "
-              f"batch-32 throughput {fp32['throughput_ips']:.0f} -> {int8['throughput_ips']:.0f} img/s")
+        print(
+            f"  threads={threads}: fp32 p50 {fp32['latency_p50_ms']:.2f} ms, static int8 p50 "
+            f"{int8['latency_p50_ms']:.2f} ms, speed-up {fp32['latency_p50_ms'] / int8['latency_p50_ms']:.2f}x; "
+            f"batch-32 throughput {fp32['throughput_ips']:.0f} -> {int8['throughput_ips']:.0f} img/s"
+        )
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -15,22 +16,45 @@ from conftest import LFW_ROOT, REPO, WEIGHTS_DIR
 pytestmark = pytest.mark.integration
 
 METRICS = [
-    "accuracy", "accuracy_std", "tar_far_1e-3", "tar_far_1e-4", "roc_auc", "eer", "threshold", "genuine_mean",
-    "genuine_std", "impostor_mean", "impostor_std", "size_mib", "latency_p50_ms", "latency_p95_ms",
-    "throughput_ips", "accuracy_drop",
+    "accuracy",
+    "accuracy_std",
+    "tar_far_1e-3",
+    "tar_far_1e-4",
+    "roc_auc",
+    "eer",
+    "threshold",
+    "genuine_mean",
+    "genuine_std",
+    "impostor_mean",
+    "impostor_std",
+    "size_mib",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "throughput_ips",
+    "accuracy_drop",
 ]
 
 
 def main(workdir, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
     common = [
-        "model=msceleb128", f"model.weights_dir={WEIGHTS_DIR}", f"dataset.root={LFW_ROOT}", "dataset.folds=1",
-        f"cache_dir={workdir / 'cache'}", f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
-        "benchmark.iterations=20", "calibration.num_samples=100",
-        f"hydra.run.dir={workdir / 'outputs'}", f"hydra.sweep.dir={workdir / 'multirun'}",
+        "model=msceleb128",
+        f"model.weights_dir={WEIGHTS_DIR}",
+        f"dataset.root={LFW_ROOT}",
+        "dataset.folds=1",
+        f"cache_dir={workdir / 'cache'}",
+        f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
+        "benchmark.iterations=20",
+        "calibration.num_samples=100",
+        f"hydra.run.dir={workdir / 'outputs'}",
+        f"hydra.sweep.dir={workdir / 'multirun'}",
     ]
     flags = ["-m"] if multirun else []
-    return subprocess.run([sys.executable, str(REPO / "src" / "main.py"), *flags, *common, *overrides],
-                          cwd=workdir, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(REPO / "src" / "main.py"), *flags, *common, *overrides],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
 
 
 def runs(workdir):
@@ -77,13 +101,15 @@ def test_artifacts_and_onnx_model(sweep):
         names = {a.path for a in client.list_artifacts(run.run_id)}
         assert {"scores.csv", "roc.png", "score_histogram.png", "config.yaml"} <= names
         for png in ("roc.png", "score_histogram.png"):
-            assert open(client.download_artifacts(run.run_id, png, str(workdir)), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+            png_path = Path(client.download_artifacts(run.run_id, png, str(workdir)))
+            assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with open(client.download_artifacts(run.run_id, "scores.csv", str(workdir))) as fh:
             rows = list(csv.DictReader(fh))
         assert len(rows) == 600 and list(rows[0]) == ["fold", "label", "score"]
         assert [r["label"] for r in rows[:300]] == ["1"] * 300 and rows[300]["label"] == "0"  # pairs.txt order
-        models = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.run_id}'", output_format="list",
-                                             experiment_ids=[run.experiment_id])
+        models = mlflow.search_logged_models(
+            filter_string=f"source_run_id = '{run.run_id}'", output_format="list", experiment_ids=[run.experiment_id]
+        )
         assert [m.name for m in models] == ["model"]
         proto = mlflow.onnx.load_model(models[0].model_uri)
         meta = {p.key: p.value for p in proto.metadata_props}
@@ -96,13 +122,22 @@ def test_static_model_is_per_channel_qdq(sweep):
     workdir, df = sweep
     static = df.iloc[2]
     model = mlflow.onnx.load_model(
-        mlflow.search_logged_models(filter_string=f"source_run_id = '{static.run_id}'", output_format="list",
-                                    experiment_ids=[static.experiment_id])[0].model_uri)
+        mlflow.search_logged_models(
+            filter_string=f"source_run_id = '{static.run_id}'",
+            output_format="list",
+            experiment_ids=[static.experiment_id],
+        )[0].model_uri
+    )
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     inits = {i.name: i for i in model.graph.initializer}
-    conv_weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
-                      and inits[n.input[0]].data_type == onnx.TensorProto.INT8]
+    conv_weight_dq = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+        and inits.get(n.input[0]) is not None
+        and inits[n.input[0]].data_type == onnx.TensorProto.INT8
+    ]
     assert conv_weight_dq and all(np.prod(inits[n.input[1]].dims) > 1 for n in conv_weight_dq[:10])
 
 

@@ -21,6 +21,7 @@ from onnxruntime.quantization import (
     quantize_static,
     save_tensors_data,
 )
+from tqdm import tqdm
 
 from facequant.cache import atomic_path, key_of
 from facequant.config import CalibrationConfig, QuantConfig
@@ -35,6 +36,9 @@ METHODS = {
     "percentile": CalibrationMethod.Percentile,
     "distribution": CalibrationMethod.Distribution,
 }
+
+
+COLLECT_BATCHES = 2
 
 
 class QuantizationError(RuntimeError):
@@ -81,7 +85,10 @@ def calibration_ranges(model: Path, faces: np.ndarray, preprocess_method: str, c
             calibrate_method=METHODS[cfg.method],
             extra_options=calibrator_options(cfg),
         )
-        calibrator.collect_data(FaceReader(faces, preprocess_method, cfg.batch_size))
+        # ORT keeps every intermediate output of one collect_data call in memory: feed a few batches at a time.
+        chunk = cfg.batch_size * COLLECT_BATCHES
+        for start in tqdm(range(0, len(faces), chunk), desc=f"{cfg.method} calibration", unit="chunk"):
+            calibrator.collect_data(FaceReader(faces[start : start + chunk], preprocess_method, cfg.batch_size))
         ranges = calibrator.compute_data()
         del calibrator
     return ranges
