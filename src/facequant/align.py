@@ -95,8 +95,8 @@ def _store(path: Path, face: np.ndarray, detected: bool) -> None:
         np.savez(fh, face=face, detected=np.array(detected))
 
 
-def align_images(images_dir: Path, names: list[str], cfg: AlignConfig, cache: Path) -> Aligned:
-    """Aligned uint8 faces for images_dir/name, detecting only those not in the cache folder."""
+def ensure_aligned(images_dir: Path, names: list[str], cfg: AlignConfig, cache: Path) -> int:
+    """Detect and cache the faces of images not yet in the cache folder; returns how many it aligned."""
     files = [cache / f"{name}.npz" for name in names]
     todo = [i for i, f in enumerate(files) if not f.is_file()]
     if todo:
@@ -111,12 +111,18 @@ def align_images(images_dir: Path, names: list[str], cfg: AlignConfig, cache: Pa
                 for i, (face, detected) in zip(chunk, results, strict=True):
                     _store(files[i], face, detected)
                 bar.update(len(chunk))
+    return len(todo)
+
+
+def align_images(images_dir: Path, names: list[str], cfg: AlignConfig, cache: Path) -> Aligned:
+    """Aligned uint8 faces for images_dir/name, detecting only those not in the cache folder."""
+    computed = ensure_aligned(images_dir, names, cfg, cache)
     faces = np.empty((len(names), cfg.image_size, cfg.image_size, 3), np.uint8)
     detected = np.empty(len(names), bool)
-    for i, f in enumerate(files):
-        with np.load(f) as entry:
+    for i, name in enumerate(names):
+        with np.load(cache / f"{name}.npz") as entry:
             faces[i], detected[i] = entry["face"], entry["detected"]
-    result = Aligned(faces, detected, len(todo))
+    result = Aligned(faces, detected, computed)
     if result.fallbacks:
         log.warning("MTCNN found no face in %d of %d images; used a centre crop", result.fallbacks, len(names))
     return result

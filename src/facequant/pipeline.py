@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from facequant import tracking
-from facequant.align import align_images, cache_dir_for
+from facequant.align import Aligned, align_images, cache_dir_for, ensure_aligned
 from facequant.benchmark import machine_info, measure
 from facequant.cache import key_of, read_json, write_json
 from facequant.config import Settings
@@ -61,6 +61,7 @@ def _artifacts(out: Path, pairs: tuple[Pair, ...], scores: np.ndarray, v: Verifi
 @contextmanager
 def stage(name: str) -> Iterator[None]:
     """Time a pipeline stage and log it as metric time_<name>_s when it ends."""
+    log.info("stage %s", name)
     start = time.perf_counter()
     yield
     tracking.log_metrics({f"time_{name}_s": time.perf_counter() - start})
@@ -68,12 +69,11 @@ def stage(name: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class EvalData:
-    """The evaluated pairs, their distinct images and the aligned faces of those images."""
+    """The evaluated pairs and their distinct images, whose aligned faces are in align_cache."""
 
     lfw: LFW
     pairs: tuple[Pair, ...]
     names: list[str]
-    faces: np.ndarray
     align_cache: Path
 
     @property
@@ -83,6 +83,9 @@ class EvalData:
     @property
     def folds(self) -> np.ndarray:
         return np.array([p.fold for p in self.pairs])
+
+    def faces(self, s: Settings, names: list[str] | None = None) -> Aligned:
+        return align_images(self.lfw.images_dir, self.names if names is None else names, s.align, self.align_cache)
 
 
 def run_job(s: Settings, config_yaml: str) -> dict[str, float]:
@@ -104,27 +107,21 @@ def run_job(s: Settings, config_yaml: str) -> dict[str, float]:
 
 
 def _load_data(s: Settings) -> tuple[EvalData, list[str]]:
+    """Parse LFW and align (into the cache) every evaluated image; faces are loaded only when needed."""
     lfw = load_lfw(s.dataset)
     tracking.set_tags({"dataset_fingerprint": lfw.fingerprint, "far_note": FAR_NOTE})
     pairs = lfw.evaluated(s.dataset.folds)
     static = s.quant.mode == "static"
     calib_names = calibration_images(lfw, s.calibration.num_samples, s.calibration.seed) if static else []
     names = pair_images(pairs)
-    align_cache = cache_dir_for(s.cache_dir, lfw.fingerprint, s.align)
-    aligned = align_images(lfw.images_dir, names, s.align, align_cache)
-    tracking.log_metrics(
-        {
-            "n_pairs": len(pairs),
-            "n_images": len(names),
-            "align_fallbacks": aligned.fallbacks,
-            "align_computed": aligned.computed,
-        }
-    )
-    return EvalData(lfw, pairs, names, aligned.faces, align_cache), calib_names
+    data = EvalData(lfw, pairs, names, cache_dir_for(s.cache_dir, lfw.fingerprint, s.align))
+    computed = ensure_aligned(lfw.images_dir, names, s.align, data.align_cache)
+    tracking.log_metrics({"n_pairs": len(pairs), "n_images": len(names), "align_computed": computed})
+    return data, calib_names
 
 
-def _evaluate(model: Path, data: EvalData, s: Settings) -> tuple[np.ndarray, Verification, dict[str, float]]:
-    emb = embed(model, data.faces, s.model.preprocess, s.eval_batch_size)
+def _evaluate(model: Path, faces: np.ndarray, data: EvalData, s: Settings) -> tuple[np.ndarray, Verification, dict]:
+    emb = embed(model, faces, s.model.preprocess, s.eval_batch_size)
     index = {name: i for i, name in enumerate(data.names)}
     left = np.array([index[p.left] for p in data.pairs])
     right = np.array([index[p.right] for p in data.pairs])
@@ -141,12 +138,12 @@ def _run(s: Settings) -> dict[str, float]:
         net, info = load_model(s.model)
         tracking.log_params({f"model_info.{k}": v for k, v in asdict(info).items()})
         base_key = key_of(info.weights_sha256, OPSET)
-        sample = preprocess(data.faces[:16], info.preprocess)
+        sample = preprocess(data.faces(s, data.names[:16]).faces, info.preprocess)
         fp32 = s.cache_dir / "onnx" / base_key / "fp32.onnx"
         tracking.log_metrics({"onnx_parity_max_abs_diff": export_onnx(net, info, fp32, sample)})
         del net
 
-    with stage("quantize"):
+    with stage("quantize"):  # before the evaluation faces are loaded, to bound peak memory
         calib = s.calibration if s.quant.mode == "static" else None
         vkey = variant_key(base_key, s.quant, calib, key_of(data.lfw.fingerprint, asdict(s.align)))
         variant = build_variant(
@@ -155,14 +152,16 @@ def _run(s: Settings) -> dict[str, float]:
             s.quant,
             s.calibration,
             info.preprocess,
-            lambda: align_images(data.lfw.images_dir, calib_names, s.align, data.align_cache).faces,
+            lambda: data.faces(s, calib_names).faces,
             tuple(sample[:1].shape),
         )
 
     with stage("evaluate"):
-        scores, v, metrics = _evaluate(variant, data, s)
+        aligned = data.faces(s)
+        tracking.log_metrics({"align_fallbacks": aligned.fallbacks})
+        scores, v, metrics = _evaluate(variant, aligned.faces, data, s)
         tracking.log_metrics(metrics)
-        base = _baseline(s, base_key, data, fp32, metrics)
+        base = _baseline(s, base_key, data, fp32, aligned.faces, metrics)
         drops = {
             "accuracy_drop": base["accuracy"] - v.accuracy,
             "tar_far_1e-3_drop": base["tar_far_1e-3"] - v.tar_far[1e-3],
@@ -171,7 +170,9 @@ def _run(s: Settings) -> dict[str, float]:
         tracking.log_metrics(drops)
 
     with stage("benchmark"):
-        bench = measure(variant, preprocess(data.faces[: s.benchmark.throughput_batch], info.preprocess), s.benchmark)
+        inputs = preprocess(aligned.faces[: s.benchmark.throughput_batch], info.preprocess)
+        del aligned
+        bench = measure(variant, inputs, s.benchmark)
         tracking.log_metrics(bench)
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
@@ -189,7 +190,7 @@ def _run(s: Settings) -> dict[str, float]:
     return metrics | drops | bench
 
 
-def _baseline(s: Settings, base_key: str, data: EvalData, fp32: Path, metrics: dict[str, float]) -> dict:
+def _baseline(s: Settings, base_key: str, data: EvalData, fp32: Path, faces: np.ndarray, metrics: dict) -> dict:
     """FP32 metrics of the same model, data, alignment and folds: this run's if it is FP32, else cached."""
     path = (
         s.cache_dir / "baselines" / f"{key_of(base_key, data.lfw.fingerprint, asdict(s.align), s.dataset.folds)}.json"
@@ -198,7 +199,7 @@ def _baseline(s: Settings, base_key: str, data: EvalData, fp32: Path, metrics: d
         write_json(path, metrics)
     elif not path.is_file():
         log.info("no cached FP32 baseline for this model and data; computing it")
-        write_json(path, _evaluate(fp32, data, s)[2])
+        write_json(path, _evaluate(fp32, faces, data, s)[2])
     return read_json(path)
 
 

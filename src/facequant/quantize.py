@@ -38,9 +38,6 @@ METHODS = {
 }
 
 
-COLLECT_BATCHES = 2
-
-
 class QuantizationError(RuntimeError):
     """A quantized model could not be built, or ONNX Runtime cannot run it."""
 
@@ -85,10 +82,11 @@ def calibration_ranges(model: Path, faces: np.ndarray, preprocess_method: str, c
             calibrate_method=METHODS[cfg.method],
             extra_options=calibrator_options(cfg),
         )
-        # ORT keeps every intermediate output of one collect_data call in memory: feed a few batches at a time.
-        chunk = cfg.batch_size * COLLECT_BATCHES
-        for start in tqdm(range(0, len(faces), chunk), desc=f"{cfg.method} calibration", unit="chunk"):
-            calibrator.collect_data(FaceReader(faces[start : start + chunk], preprocess_method, cfg.batch_size))
+        # ORT keeps every intermediate output of one collect_data call in memory (~20 MB a face here),
+        # so it is fed one batch at a time; MinMax merges ranges and histograms merge across calls.
+        step = cfg.batch_size
+        for start in tqdm(range(0, len(faces), step), desc=f"{cfg.method} calibration", unit="batch"):
+            calibrator.collect_data(FaceReader(faces[start : start + step], preprocess_method, step))
         ranges = calibrator.compute_data()
         del calibrator
     return ranges
