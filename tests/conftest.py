@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,3 +63,48 @@ def fp32_onnx(msceleb128, aligned_sample, tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "fp32.onnx"
     diff = export_onnx(net, info, path, preprocess(aligned_sample.faces[:8], info.preprocess))
     return path, diff
+
+
+def main(workdir, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
+    common = [
+        "model=msceleb128",
+        f"model.weights_dir={WEIGHTS_DIR}",
+        f"dataset.root={LFW_ROOT}",
+        "dataset.folds=1",
+        "dataset.download=false",
+        f"cache_dir={workdir / 'cache'}",
+        f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
+        "benchmark.iterations=20",
+        "calibration.num_samples=100",
+        f"hydra.run.dir={workdir / 'outputs'}",
+        f"hydra.sweep.dir={workdir / 'multirun'}",
+    ]
+    flags = ["-m"] if multirun else []
+    return subprocess.run(
+        [sys.executable, str(REPO / "src" / "main.py"), *flags, *common, *overrides],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+
+
+def all_runs(workdir):
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["facequant"], order_by=["attributes.start_time ASC"])
+
+
+def job_runs(workdir):
+    """The runs of jobs, oldest first, without sweep parents or comparison runs."""
+    df = all_runs(workdir)
+    for tag in ("tags.facequant_sweep", "tags.facequant_comparison"):
+        if tag in df:
+            df = df[df[tag].isna()]
+    return df.reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    proc = main(workdir, "quant=fp32,dynamic,static", multirun=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir, job_runs(workdir)

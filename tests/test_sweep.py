@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 
-from conftest import LFW_ROOT, REPO, WEIGHTS_DIR
+from conftest import job_runs, main
 
 pytestmark = pytest.mark.integration
 
@@ -33,41 +31,6 @@ METRICS = [
     "throughput_ips",
     "accuracy_drop",
 ]
-
-
-def main(workdir, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
-    common = [
-        "model=msceleb128",
-        f"model.weights_dir={WEIGHTS_DIR}",
-        f"dataset.root={LFW_ROOT}",
-        "dataset.folds=1",
-        f"cache_dir={workdir / 'cache'}",
-        f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
-        "benchmark.iterations=20",
-        "calibration.num_samples=100",
-        f"hydra.run.dir={workdir / 'outputs'}",
-        f"hydra.sweep.dir={workdir / 'multirun'}",
-    ]
-    flags = ["-m"] if multirun else []
-    return subprocess.run(
-        [sys.executable, str(REPO / "src" / "main.py"), *flags, *common, *overrides],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-    )
-
-
-def runs(workdir):
-    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["facequant"], order_by=["attributes.start_time ASC"])
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("sweep")
-    proc = main(workdir, "quant=fp32,dynamic,static", multirun=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir, runs(workdir)
 
 
 def test_three_finished_runs_with_every_metric(sweep):
@@ -146,7 +109,7 @@ def test_second_run_hits_the_alignment_cache(sweep):
     assert first.iloc[0]["metrics.align_computed"] == first.iloc[0]["metrics.n_images"] > 700  # cold cache
     proc = main(workdir, "quant=fp32")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    latest = runs(workdir).iloc[-1]
+    latest = job_runs(workdir).iloc[-1]
     assert latest["metrics.align_computed"] == 0
     assert latest["metrics.accuracy"] == first.iloc[0]["metrics.accuracy"]
 
@@ -155,7 +118,7 @@ def test_failing_job_leaves_a_failed_run_with_the_reason(tmp_path):
     proc = main(tmp_path, f"dataset.root={tmp_path / 'no_lfw_here'}", "dataset.download=false")
     assert proc.returncode != 0
     assert "LFW not found" in proc.stderr
-    df = runs(tmp_path)
+    df = job_runs(tmp_path)
     assert df.status.tolist() == ["FAILED"]
     assert "LFW not found" in df["tags.error"].iloc[0] and "dataset.root" in df["tags.error"].iloc[0]
 
@@ -163,6 +126,7 @@ def test_failing_job_leaves_a_failed_run_with_the_reason(tmp_path):
 def test_quantized_variant_alone_computes_its_baseline(tmp_path):
     proc = main(tmp_path, "quant=dynamic", "dataset.folds=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run = runs(tmp_path).iloc[-1]
+    run = job_runs(tmp_path).iloc[-1]
     assert "no cached FP32 baseline" in proc.stderr + proc.stdout
+    assert job_runs(tmp_path).status.tolist() == ["FINISHED"]  # a single run has no sweep parent
     assert abs(run["metrics.accuracy_drop"]) < 0.01 and run["metrics.compression_ratio"] > 1.0

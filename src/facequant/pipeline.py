@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,14 +15,14 @@ import numpy as np
 from facequant import tracking
 from facequant.align import Aligned, align_images, cache_dir_for, ensure_aligned
 from facequant.benchmark import machine_info, measure
-from facequant.cache import key_of, read_json, write_json
+from facequant.cache import atomic_path, key_of
 from facequant.config import Settings
 from facequant.data import LFW, Pair, calibration_images, load_lfw, pair_images
 from facequant.evaluate import Verification, cosine_scores, embed, session, verification_metrics
 from facequant.export import INPUT, OPSET, export_onnx
 from facequant.models import load_model, preprocess
+from facequant.plots import plot_roc, plot_score_histogram
 from facequant.quantize import build_variant, variant_key
-from facequant.report import plot_roc, plot_score_histogram
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +30,6 @@ FAR_NOTE = (
     "TAR@FAR is read off the pooled ROC; with n impostor pairs the smallest non-zero FAR is 1/n "
     "(3.3e-4 for LFW's 3000), so TAR@FAR=1e-4 allows zero false accepts."
 )
-
-
-def git_commit() -> str:
-    """HEAD of the checkout this code runs from, with '-dirty' if it has uncommitted changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def _artifacts(out: Path, pairs: tuple[Pair, ...], scores: np.ndarray, v: Verification, name: str) -> list[Path]:
@@ -93,7 +79,7 @@ def run_job(s: Settings, config_yaml: str) -> dict[str, float]:
     tags = {
         "variant": s.variant_name,
         "is_baseline": str(s.quant.mode == "fp32").lower(),
-        "git_commit": git_commit(),
+        "git_commit": tracking.git_commit(),
         "model": s.model.name,
     }
     with tracking.job_run(s.mlflow, s.variant_name, tags):
@@ -120,14 +106,31 @@ def _load_data(s: Settings) -> tuple[EvalData, list[str]]:
     return data, calib_names
 
 
-def _evaluate(model: Path, faces: np.ndarray, data: EvalData, s: Settings) -> tuple[np.ndarray, Verification, dict]:
-    emb = embed(model, faces, s.model.preprocess, s.eval_batch_size)
+def _scores_path(model: Path, data: EvalData, s: Settings) -> Path:
+    key = key_of(model.parent.name, model.name, data.lfw.fingerprint, asdict(s.align), s.dataset.folds)
+    return s.cache_dir / "scores" / f"{key}.npz"
+
+
+def _scores(model: Path, data: EvalData, s: Settings) -> tuple[np.ndarray, int, bool]:
+    """Pair scores of a model file (cached by file, data, alignment and folds), the fallback count, cache hit."""
+    path = _scores_path(model, data, s)
+    if path.is_file():
+        with np.load(path) as cached:
+            return cached["scores"], int(cached["fallbacks"]), True
+    aligned = data.faces(s)
+    emb = embed(model, aligned.faces, s.model.preprocess, s.eval_batch_size)
     index = {name: i for i, name in enumerate(data.names)}
     left = np.array([index[p.left] for p in data.pairs])
     right = np.array([index[p.right] for p in data.pairs])
     scores = cosine_scores(emb, left, right)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, scores=scores, fallbacks=aligned.fallbacks)
+    return scores, aligned.fallbacks, False
+
+
+def _metrics(model: Path, scores: np.ndarray, data: EvalData) -> tuple[Verification, dict[str, float]]:
     v = verification_metrics(scores, data.labels, data.folds)
-    return scores, v, v.as_metrics() | {"size_mib": model.stat().st_size / 2**20}
+    return v, v.as_metrics() | {"size_mib": model.stat().st_size / 2**20}
 
 
 def _run(s: Settings) -> dict[str, float]:
@@ -157,11 +160,12 @@ def _run(s: Settings) -> dict[str, float]:
         )
 
     with stage("evaluate"):
-        aligned = data.faces(s)
-        tracking.log_metrics({"align_fallbacks": aligned.fallbacks})
-        scores, v, metrics = _evaluate(variant, aligned.faces, data, s)
-        tracking.log_metrics(metrics)
-        base = _baseline(s, base_key, data, fp32, aligned.faces, metrics)
+        scores, fallbacks, cached = _scores(variant, data, s)
+        v, metrics = _metrics(variant, scores, data)
+        tracking.log_metrics(metrics | {"align_fallbacks": fallbacks, "eval_cached": float(cached)})
+        if not _scores_path(fp32, data, s).is_file():
+            log.info("no cached FP32 baseline for this model and data; computing it")
+        base = _metrics(fp32, _scores(fp32, data, s)[0], data)[1]
         drops = {
             "accuracy_drop": base["accuracy"] - v.accuracy,
             "tar_far_1e-3_drop": base["tar_far_1e-3"] - v.tar_far[1e-3],
@@ -170,9 +174,8 @@ def _run(s: Settings) -> dict[str, float]:
         tracking.log_metrics(drops)
 
     with stage("benchmark"):
-        inputs = preprocess(aligned.faces[: s.benchmark.throughput_batch], info.preprocess)
-        del aligned
-        bench = measure(variant, inputs, s.benchmark)
+        faces = data.faces(s, data.names[: s.benchmark.throughput_batch]).faces
+        bench = measure(variant, preprocess(faces, info.preprocess), s.benchmark)
         tracking.log_metrics(bench)
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
@@ -188,19 +191,6 @@ def _run(s: Settings) -> dict[str, float]:
         bench["latency_p50_ms"],
     )
     return metrics | drops | bench
-
-
-def _baseline(s: Settings, base_key: str, data: EvalData, fp32: Path, faces: np.ndarray, metrics: dict) -> dict:
-    """FP32 metrics of the same model, data, alignment and folds: this run's if it is FP32, else cached."""
-    path = (
-        s.cache_dir / "baselines" / f"{key_of(base_key, data.lfw.fingerprint, asdict(s.align), s.dataset.folds)}.json"
-    )
-    if s.quant.mode == "fp32":
-        write_json(path, metrics)
-    elif not path.is_file():
-        log.info("no cached FP32 baseline for this model and data; computing it")
-        write_json(path, _evaluate(fp32, faces, data, s)[2])
-    return read_json(path)
 
 
 def _scheme(s: Settings) -> str:

@@ -1,0 +1,116 @@
+"""matplotlib figures: one variant's ROC and score histogram, and the comparison plots of a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+
+def _save(fig, out: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _roc_axes(ax, scores: np.ndarray, labels: np.ndarray, label: str | None = None) -> float:
+    fpr, tpr, _ = roc_curve(labels, scores)
+    floor = 1.0 / max(1, int((labels == 0).sum()))
+    ax.step(np.clip(fpr, floor, 1), tpr, where="post", label=label)
+    ax.set_xscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_xlabel(f"FAR (log; resolution {floor:.1e})")
+    ax.set_ylabel("TAR")
+    ax.grid(True, which="both", alpha=0.3)
+    return float(tpr[fpr <= floor].max(initial=0.0))
+
+
+def _hist_axes(ax, scores: np.ndarray, labels: np.ndarray, threshold: float, title: str) -> None:
+    bins = np.linspace(min(-0.2, scores.min()), 1.0, 80)
+    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="genuine")
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="impostor")
+    ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("pairs")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+
+
+def plot_roc(scores: np.ndarray, labels: np.ndarray, title: str, out: Path) -> Path:
+    """TAR against FAR, log FAR axis down to the resolution the impostor pairs allow."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    low = _roc_axes(ax, scores, labels)
+    ax.set_ylim(max(0.0, low - 0.05), 1.005)
+    ax.set_title(title)
+    return _save(fig, out)
+
+
+def plot_score_histogram(scores: np.ndarray, labels: np.ndarray, threshold: float, title: str, out: Path) -> Path:
+    """Genuine and impostor cosine-similarity histograms with the accuracy-maximising threshold."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    _hist_axes(ax, scores, labels, threshold, title)
+    return _save(fig, out)
+
+
+def plot_rocs(curves: dict[str, pd.DataFrame], out: Path) -> Path:
+    """ROC curves of all variants on one log-FAR axis; curves maps name -> scores.csv rows."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    lows = [_roc_axes(ax, c.score.to_numpy(), c.label.to_numpy(), name) for name, c in curves.items()]
+    ax.set_ylim(max(0.0, min(lows) - 0.05), 1.005)
+    ax.set_title("ROC of every variant")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, out)
+
+
+def plot_histograms(curves: dict[str, pd.DataFrame], thresholds: dict[str, float], out: Path) -> Path:
+    """Genuine/impostor histograms per variant, each with its threshold."""
+    cols = min(3, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    for ax, (name, c) in zip(axes.flat, curves.items(), strict=False):
+        _hist_axes(ax, c.score.to_numpy(), c.label.to_numpy(), thresholds[name], name)
+    for ax in list(axes.flat)[len(curves) :]:
+        ax.axis("off")
+    return _save(fig, out)
+
+
+def plot_pareto(table: pd.DataFrame, out: Path) -> Path:
+    """Accuracy against batch-1 latency and against size; table has name, accuracy, latency_p50_ms, size_mib."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, column, label in (
+        (axes[0], "latency_p50_ms", "latency p50, batch 1 (ms)"),
+        (axes[1], "size_mib", "size (MiB)"),
+    ):
+        ax.scatter(table[column], table["accuracy"])
+        for _, row in table.iterrows():
+            ax.annotate(
+                row["name"], (row[column], row["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+        ax.set_xlabel(label)
+        ax.set_ylabel("10-fold accuracy")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("Accuracy against latency and size (up and left is better)")
+    return _save(fig, out)
+
+
+def plot_calibration_grid(grid: pd.DataFrame, out: Path) -> Path:
+    """Accuracy drop (pt) of static variants: calibration method (rows) x num_samples (columns)."""
+    fig, ax = plt.subplots(figsize=(1.6 * grid.shape[1] + 3, 0.8 * grid.shape[0] + 2))
+    values = grid.to_numpy(dtype=float)
+    image = ax.imshow(values, cmap="RdYlGn_r", aspect="auto")
+    ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), list(grid.index))
+    ax.set_xlabel("calibration.num_samples")
+    ax.set_ylabel("calibration method")
+    for (i, j), value in np.ndenumerate(values):
+        ax.text(j, i, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", va="center")
+    fig.colorbar(image, label="accuracy drop (pt)")
+    ax.set_title("Static INT8 accuracy drop against FP32")
+    return _save(fig, out)
