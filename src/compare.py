@@ -14,14 +14,16 @@ from facequant.report import Rule, compare  # noqa: E402
 
 @hydra.main(config_path="../conf", config_name="compare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    if not 0 <= cfg.max_drop <= 1 or not 0 <= cfg.max_tar_drop <= 1:
-        raise ConfigError("max_drop and max_tar_drop are fractions in [0, 1], e.g. max_drop=0.005 for 0.5 pt")
+    if not all(0 <= cfg[k] <= 1 for k in ("max_drop", "max_tar_drop", "latency_tolerance")):
+        raise ConfigError(
+            "max_drop, max_tar_drop and latency_tolerance are fractions in [0, 1], e.g. max_drop=0.005 for 0.5 pt"
+        )
     report = compare(
         MlflowConfig(**cfg.mlflow),
         cfg.sweep,
         cfg.filter,
         Path(cfg.out) if cfg.out else None,
-        Rule(cfg.max_drop, cfg.max_tar_drop),
+        Rule(cfg.max_drop, cfg.max_tar_drop, cfg.latency_tolerance),
     )
     print(f"report written to {report}")
 

@@ -65,8 +65,9 @@ def fp32_onnx(msceleb128, aligned_sample, tmp_path_factory):
     return path, diff
 
 
-def main(workdir, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
-    common = [
+def main_overrides(workdir) -> list[str]:
+    """The overrides of a quick run on the first LFW fold, with caches and runs under workdir."""
+    return [
         "model=msceleb128",
         f"model.weights_dir={WEIGHTS_DIR}",
         f"dataset.root={LFW_ROOT}",
@@ -79,9 +80,12 @@ def main(workdir, *overrides: str, multirun: bool = False) -> subprocess.Complet
         f"hydra.run.dir={workdir / 'outputs'}",
         f"hydra.sweep.dir={workdir / 'multirun'}",
     ]
+
+
+def main(workdir, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
     flags = ["-m"] if multirun else []
     return subprocess.run(
-        [sys.executable, str(REPO / "src" / "main.py"), *flags, *common, *overrides],
+        [sys.executable, str(REPO / "src" / "main.py"), *flags, *main_overrides(workdir), *overrides],
         cwd=workdir,
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import REPO, all_runs, job_runs, main
+from conftest import REPO, all_runs, job_runs, main, main_overrides
 
 pytestmark = pytest.mark.integration
 
@@ -188,3 +188,31 @@ def test_no_matching_runs_is_a_clear_error(fake_sweep, tmp_path):
     proc = compare(tmp_path, "filter=\"params.model.name = 'nothing'\"")
     assert proc.returncode != 0
     assert "no runs in sweep" in proc.stderr and "nothing" in proc.stderr
+
+
+def test_ctrl_c_fails_the_running_child_and_the_parent(sweep):
+    import signal
+    import time
+
+    workdir, _ = sweep
+    before = len(parents(workdir))
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "src" / "main.py"), "-m", "quant=fp32", *main_overrides(workdir)],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the job's run exists, then interrupt it
+        kids = job_runs(workdir)
+        if len(parents(workdir)) > before and (kids.status == "RUNNING").any():
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    parent = parents(workdir).iloc[-1]
+    assert parent.status == "FAILED"
+    child = job_runs(workdir).iloc[-1]
+    assert child["tags.mlflow.parentRunId"] == parent.run_id
+    assert child.status == "FAILED" and child["tags.error"].startswith("KeyboardInterrupt")

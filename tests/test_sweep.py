@@ -59,6 +59,7 @@ def test_accuracy_and_size(sweep):
 
 def test_artifacts_and_onnx_model(sweep):
     workdir, df = sweep
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     for _, run in df.iterrows():
         names = {a.path for a in client.list_artifacts(run.run_id)}
@@ -83,6 +84,7 @@ def test_static_model_is_per_channel_qdq(sweep):
     import onnx
 
     workdir, df = sweep
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     static = df.iloc[2]
     model = mlflow.onnx.load_model(
         mlflow.search_logged_models(
