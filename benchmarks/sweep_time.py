@@ -59,6 +59,8 @@ def stage_table(workdir: Path, since_ms: int) -> None:
         filter_string=f"attributes.start_time >= {since_ms}",
         order_by=["attributes.start_time ASC"],
     )
+    if "tags.facequant_sweep" in runs:  # the sweep's parent run has no stages
+        runs = runs[runs["tags.facequant_sweep"].isna()]
     print(f"  {'variant':30s}" + "".join(f"{s:>14s}" for s in STAGES) + f"{'accuracy':>10s}")
     for _, run in runs.iterrows():
         times = "".join(f"{run.get(f'metrics.time_{s}_s', float('nan')):13.1f}s" for s in STAGES)

@@ -18,6 +18,27 @@ LFW_ROOT = Path(os.environ.get("FACEQUANT_LFW", REPO.parent / "shared" / "data" 
 WEIGHTS_DIR = Path(os.environ.get("FACEQUANT_WEIGHTS", Path.home() / ".cache" / "facequant" / "weights")).expanduser()
 
 
+# The metric names the README documents and other tools rely on.
+DOCUMENTED_METRICS = [
+    "accuracy",
+    "accuracy_std",
+    "tar_far_1e-3",
+    "tar_far_1e-4",
+    "roc_auc",
+    "eer",
+    "threshold",
+    "genuine_mean",
+    "genuine_std",
+    "impostor_mean",
+    "impostor_std",
+    "size_mib",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "throughput_ips",
+    "accuracy_drop",
+]
+
+
 @pytest.fixture(scope="session")
 def lfw_root() -> Path:
     if not (LFW_ROOT / "pairs.txt").is_file():
