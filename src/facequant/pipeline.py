@@ -32,15 +32,16 @@ FAR_NOTE = (
 )
 
 
-def _artifacts(out: Path, pairs: tuple[Pair, ...], scores: np.ndarray, v: Verification, name: str) -> list[Path]:
-    labels = np.array([p.label for p in pairs])
+def _artifacts(out: Path, data: EvalData, scores: np.ndarray, v: Verification, name: str) -> list[Path]:
     csv = out / "scores.csv"
-    rows = "\n".join(f"{p.fold},{p.label},{sc:.8f}" for p, sc in zip(pairs, scores, strict=True))
+    rows = "\n".join(f"{p.fold},{p.label},{sc:.8f}" for p, sc in zip(data.pairs, scores, strict=True))
     csv.write_text("fold,label,score\n" + rows + "\n")
     return [
         csv,
-        plot_roc(scores, labels, f"ROC - {name}", out / "roc.png"),
-        plot_score_histogram(scores, labels, v.threshold, f"Cosine similarity - {name}", out / "score_histogram.png"),
+        plot_roc(scores, data.labels, f"ROC - {name}", out / "roc.png"),
+        plot_score_histogram(
+            scores, data.labels, v.threshold, f"Cosine similarity - {name}", out / "score_histogram.png"
+        ),
     ]
 
 
@@ -179,7 +180,7 @@ def _run(s: Settings) -> dict[str, float]:
         tracking.log_metrics(bench)
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
-        tracking.log_artifacts(_artifacts(Path(tmp), data.pairs, scores, v, s.variant_name))
+        tracking.log_artifacts(_artifacts(Path(tmp), data, scores, v, s.variant_name))
         tracking.log_onnx_model(variant, sample[:1], session(variant).run(None, {INPUT: sample[:1]})[0])
     log.info(
         "%s: accuracy %.4f +- %.4f, drop %.4f, %.2f MiB, p50 %.2f ms",
