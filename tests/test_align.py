@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facequant.align import ImageError, align_images, cache_dir_for
+from facequant.align import ImageError, align_images
 from facequant.config import AlignConfig
+from facequant.layout import CacheLayout
 
 CFG = AlignConfig(batch_size=4)
 
@@ -24,7 +25,7 @@ def images(lfw, tmp_path):
 
 def test_batch_with_a_faceless_image_aligns_and_falls_back(images, tmp_path):
     root, names = images
-    out = align_images(root, names, CFG, tmp_path / "cache")
+    out = align_images(root, names, CFG, CacheLayout(tmp_path / "cache"))
     assert out.faces.shape == (4, 160, 160, 3) and out.faces.dtype == np.uint8
     assert out.detected.tolist() == [True, True, True, False] and out.fallbacks == 1
     assert out.computed == 4
@@ -34,18 +35,32 @@ def test_batch_with_a_faceless_image_aligns_and_falls_back(images, tmp_path):
 
 def test_second_call_detects_nothing_and_returns_the_same_faces(images, tmp_path):
     root, names = images
-    first = align_images(root, names, CFG, tmp_path / "cache")
-    second = align_images(root, names, CFG, tmp_path / "cache")
+    first = align_images(root, names, CFG, CacheLayout(tmp_path / "cache"))
+    second = align_images(root, names, CFG, CacheLayout(tmp_path / "cache"))
     assert second.computed == 0
     np.testing.assert_array_equal(first.faces, second.faces)
     np.testing.assert_array_equal(first.detected, second.detected)
 
 
-def test_cache_key_follows_settings_not_batch_size(tmp_path):
-    base = cache_dir_for(tmp_path, "fp", AlignConfig())
-    assert cache_dir_for(tmp_path, "fp", AlignConfig(batch_size=7)) == base
-    assert cache_dir_for(tmp_path, "fp", AlignConfig(margin=44)) != base
-    assert cache_dir_for(tmp_path, "other", AlignConfig()) != base
+def test_renamed_image_reuses_its_aligned_face(images, tmp_path):
+    root, names = images
+    align_images(root, names[:1], CFG, CacheLayout(tmp_path / "cache"))
+    (root / "copy").mkdir()
+    (root / "copy" / "copy_0001.jpg").write_bytes((root / names[0]).read_bytes())
+    again = align_images(root, ["copy/copy_0001.jpg"], CFG, CacheLayout(tmp_path / "cache"))
+    assert again.computed == 0  # keyed by content, not by name
+
+
+def test_damaged_entry_is_realigned(images, tmp_path, caplog):
+    root, names = images
+    layout = CacheLayout(tmp_path / "cache")
+    first = align_images(root, names, CFG, layout)
+    entry = sorted((tmp_path / "cache").rglob("*.npz"))[0]
+    entry.write_bytes(entry.read_bytes()[:100])  # truncated, as by a full disk or a killed copy
+    again = align_images(root, names, CFG, layout)
+    assert again.computed == 1
+    assert str(entry) in caplog.text and "removing it and rebuilding" in caplog.text
+    np.testing.assert_array_equal(first.faces, again.faces)
 
 
 def test_no_partial_file_is_left_in_the_cache(images, tmp_path):
@@ -53,7 +68,9 @@ def test_no_partial_file_is_left_in_the_cache(images, tmp_path):
     (root / "broken").mkdir()
     (root / "broken" / "broken_0001.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(ImageError, match="cannot read image .*broken_0001.jpg"):
-        align_images(root, [*names, "broken/broken_0001.jpg"], AlignConfig(batch_size=8), tmp_path / "cache")
+        align_images(
+            root, [*names, "broken/broken_0001.jpg"], AlignConfig(batch_size=8), CacheLayout(tmp_path / "cache")
+        )
     assert not list((tmp_path / "cache").rglob("*.tmp"))
     assert not list((tmp_path / "cache").rglob("*.npz"))  # the failing batch stored nothing
 
@@ -62,11 +79,11 @@ def test_center_weighted_selection_picks_the_subject_on_a_group_photo(lfw, mscel
     # Angela_Bassett_0003 has other faces off-centre that 'probability' selection picks instead of her
     import torch
 
-    from facequant.models import preprocess
+    from facequant.runtime import preprocess
 
     names = ["Angela_Bassett/Angela_Bassett_0003.jpg", "Angela_Bassett/Angela_Bassett_0001.jpg"]
-    centre = align_images(lfw.images_dir, names, CFG, tmp_path / "c")
-    prob = align_images(lfw.images_dir, names, AlignConfig(selection_method="probability"), tmp_path / "p")
+    centre = align_images(lfw.images_dir, names, CFG, CacheLayout(tmp_path / "c"))
+    prob = align_images(lfw.images_dir, names, AlignConfig(selection_method="probability"), CacheLayout(tmp_path / "p"))
     net, _ = msceleb128
     with torch.inference_mode():
         e_centre = net(torch.from_numpy(preprocess(centre.faces, "per_image"))).numpy()

@@ -4,8 +4,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
-from conftest import REPO
-from facequant.config import ConfigError, load_settings
+from facequant.config import QUANT_DEFAULTS, CalibrationConfig, ConfigError, load_settings
+from helpers import REPO
 
 
 def settings(*overrides):
@@ -15,8 +15,8 @@ def settings(*overrides):
 
 def test_defaults():
     s = settings()
-    assert (s.model.name, s.quant.mode, s.calibration.method) == ("vggface2", "fp32", "minmax")
-    assert s.calibration.num_samples == 500 and s.dataset.folds == 10
+    assert (s.model.name, s.quant.mode, s.calibration) == ("vggface2", "fp32", None)
+    assert s.dataset.folds == 10 and s.dataset.download is False
     assert s.align.selection_method == "center_weighted_size" and s.align.image_size == 160
     assert s.mlflow.tracking_uri.startswith("sqlite:///") or s.mlflow.tracking_uri
 
@@ -63,3 +63,48 @@ def test_out_of_range_values_fail(override, message):
 def test_file_model_needs_a_path():
     with pytest.raises(Exception, match="model.path"):
         settings("model=file")
+    with pytest.raises(ConfigError, match=r"model.path=/no/such.pt is not a file"):
+        settings("model=file", "model.path=/no/such.pt")
+
+
+@pytest.mark.parametrize("mode", ["fp32", "dynamic", "static"])
+def test_yaml_defaults_are_the_code_defaults(mode):
+    """Variant names list the settings that differ from these, so the two must agree."""
+    assert settings(f"quant={mode}").quant == QUANT_DEFAULTS[mode]
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile", "distribution"])
+def test_calibration_yaml_defaults_are_the_code_defaults(method):
+    assert settings("quant=static", f"calibration={method}").calibration == CalibrationConfig(method=method)
+
+
+def test_non_static_variants_carry_no_calibration():
+    for mode in ("fp32", "dynamic"):
+        a, b = settings(f"quant={mode}", "calibration=entropy"), settings(f"quant={mode}", "calibration.seed=3")
+        assert a.calibration is None and "calibration" not in a.as_dict()
+        assert a.variant_key == b.variant_key and a.variant_name == b.variant_name
+    static = [settings("quant=static", f"calibration={m}").variant_key for m in ("minmax", "entropy")]
+    assert static[0] != static[1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [
+        (["quant.per_channel=false"], "int8_static_qdq_minmax_500[per_channel=false]"),
+        (["quant.per_channel=true"], "int8_static_qdq_minmax_500"),
+        (["quant.reduce_range=true", "calibration.seed=3"], "int8_static_qdq_minmax_500[reduce_range=true,seed=3]"),
+        (["quant.op_types=[Conv,MatMul]"], "int8_static_qdq_minmax_500[op_types=Conv+MatMul]"),
+    ],
+)
+def test_non_default_settings_appear_in_the_name(overrides, name):
+    assert settings("quant=static", *overrides).variant_name == name
+
+
+def test_dynamic_ignores_static_only_keys():
+    a, b = settings("quant=dynamic"), settings("quant=dynamic", "+quant.activation_type=QInt8")
+    assert a.variant_name == b.variant_name == "int8_dynamic" and a.variant_key == b.variant_key
+
+
+def test_unknown_top_level_key_fails():
+    with pytest.raises(ConfigError, match=r"unknown top-level key\(s\) foo"):
+        settings("+foo=1")

@@ -118,3 +118,23 @@ def test_fingerprint_follows_the_pairs_file(tmp_path):
     write_pairs(tmp_path / "pairs.txt", "1\t1\nA\t2\t1\nB\t1\tC\t2\n")
     b = load_lfw(DatasetConfig(root=str(tmp_path), folds=1, download=False)).fingerprint
     assert a != b and a.endswith("-6") and b.endswith("-6")
+
+
+@pytest.mark.parametrize("name", ["..", "../secret", "A/../../x", "."])
+def test_names_that_leave_the_images_folder_are_rejected(tmp_path, name):
+    text = f"1\t1\nA\t1\t2\n{name}\t1\tC\t2\n"
+    with pytest.raises(DatasetError, match=r":3: name .* is not a plain folder name"):
+        parse_pairs(write_pairs(tmp_path / "pairs.txt", text))
+
+
+def test_a_mistyped_root_never_downloads(tmp_path, monkeypatch):
+    import sklearn.datasets
+
+    def must_not_run(**_):
+        raise AssertionError("downloaded without dataset.download=true")
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_lfw_pairs", must_not_run)
+    assert DatasetConfig(root="x").download is False
+    with pytest.raises(DatasetError, match=r"LFW not found: .*typo.*dataset.download=true to fetch them"):
+        load_lfw(DatasetConfig(root=str(tmp_path / "typo")))
+    assert not (tmp_path / "typo").exists()

@@ -2,9 +2,8 @@
 
 import numpy as np
 
-from facequant.evaluate import embed
 from facequant.export import INPUT, OPSET, OUTPUT, export_onnx, read_metadata
-from facequant.models import preprocess
+from facequant.runtime import embed, preprocess
 
 
 def test_parity_and_metadata(fp32_onnx, msceleb128):
@@ -15,6 +14,8 @@ def test_parity_and_metadata(fp32_onnx, msceleb128):
     assert meta["facequant.preprocess"] == "per_image"
     assert meta["facequant.source"].startswith("Sandberg FaceNet 20170512-110547")
     assert meta["facequant.weights_sha256"] == msceleb128[1].weights_sha256
+    assert meta["facequant.architecture"] == "facenet-pytorch InceptionResnetV1"
+    assert meta["facequant.input"].startswith("float32 NCHW RGB 160x160")
 
 
 def test_graph_io_and_opset(fp32_onnx):
@@ -38,3 +39,14 @@ def test_cached_export_is_not_redone(fp32_onnx, msceleb128, aligned_sample):
     net, info = msceleb128
     again = export_onnx(net, info, path, preprocess(aligned_sample.faces[:2], info.preprocess))
     assert again == diff and path.stat().st_mtime_ns == before
+
+
+def test_truncated_export_is_detected_and_redone(msceleb128, aligned_sample, tmp_path, caplog):
+    net, info = msceleb128
+    sample = preprocess(aligned_sample.faces[:2], info.preprocess)
+    path = tmp_path / "fp32.onnx"
+    export_onnx(net, info, path, sample)
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes()[: size // 10])
+    export_onnx(net, info, path, sample)
+    assert path.stat().st_size == size and "differs from the recorded" in caplog.text

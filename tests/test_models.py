@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from facequant.config import ModelConfig
-from facequant.models import build_backbone, load_model, preprocess
+from facequant.config import ConfigError, ModelConfig
+from facequant.models import build_backbone, load_model
+from facequant.runtime import preprocess
 from facequant.weights import WeightsError
 
 
@@ -46,9 +47,9 @@ def test_offline_vggface2_names_the_file_and_the_offline_option(torch_home, monk
 
     monkeypatch.setattr(download, "download_url_to_file", offline)
     with pytest.raises(WeightsError) as err:
-        load_model(ModelConfig(name="casia_webface", preprocess="fixed", weights_dir="unused"))
+        load_model(ModelConfig(name="vggface2", preprocess="fixed", weights_dir="unused"))
     message = str(err.value)
-    assert "20180408-102900-casia-webface.pt" in message
+    assert "20180402-114759-vggface2.pt" in message
     assert str(torch_home / "checkpoints") in message
     assert "model=msceleb128" in message
 
@@ -62,8 +63,8 @@ def test_file_model_infers_the_embedding_size(tmp_path):
 
 
 def test_file_model_errors(tmp_path):
-    with pytest.raises(WeightsError, match="does not exist"):
-        load_model(ModelConfig(name="file", preprocess="fixed", weights_dir="x", path=str(tmp_path / "none.pt")))
+    with pytest.raises(ConfigError, match=r"model.path=.*none.pt is not a file"):
+        ModelConfig(name="file", preprocess="fixed", weights_dir="x", path=str(tmp_path / "none.pt"))
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="not an InceptionResnetV1 state_dict"):
         load_model(ModelConfig(name="file", preprocess="fixed", weights_dir="x", path=str(tmp_path / "other.pt")))

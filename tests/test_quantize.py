@@ -10,7 +10,7 @@ from facequant.quantize import QuantizationError, build_variant, calibration_ran
 @pytest.fixture(scope="module")
 def pre(fp32_onnx):
     path = fp32_onnx[0]
-    return pre_process(path, path.with_name("fp32.pre.onnx"))
+    return pre_process(path, path.with_name("fp32.pre.onnx"), {"test": "pre"})
 
 
 def ranges_of(pre, faces, **calib):
@@ -81,10 +81,11 @@ def test_a_failed_build_leaves_no_cache_entry(fp32_onnx, tmp_path, monkeypatch):
         build_variant(
             fp32_onnx[0],
             target,
+            {"test": "dynamic"},
             QuantConfig(mode="dynamic", op_types=("MatMul",)),
-            CalibrationConfig(),
+            None,
             "per_image",
             lambda: None,
             (1, 3, 8, 8),
         )
-    assert not target.exists() and not list(tmp_path.glob("*.tmp"))
+    assert not target.exists() and not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.json"))

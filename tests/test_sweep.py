@@ -9,9 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from conftest import DOCUMENTED_METRICS, job_runs, main
-
-pytestmark = pytest.mark.integration
+from helpers import DOCUMENTED_METRICS, job_runs, main
 
 
 def test_three_finished_runs_with_every_metric(sweep):
@@ -24,6 +22,9 @@ def test_three_finished_runs_with_every_metric(sweep):
     assert df["tags.dataset_fingerprint"].str.endswith("-13233").all()
     assert (df["metrics.n_pairs"] == 600).all()
     assert (df["params.quant.scheme"] == ["fp32", "U8S8 (dynamic)", "U8S8"]).all()
+    # calibration belongs to the static variant alone
+    assert df["params.calibration.method"].isna().tolist() == [True, True, False]
+    assert df["tags.variant_key"].nunique() == 3
     assert df["params.cpu.isa"].notna().all() and df["params.version.onnxruntime"].notna().all()
 
 
@@ -98,7 +99,7 @@ def test_second_run_hits_the_alignment_cache(sweep):
 
 
 def test_failing_job_leaves_a_failed_run_with_the_reason(tmp_path):
-    proc = main(tmp_path, f"dataset.root={tmp_path / 'no_lfw_here'}", "dataset.download=false")
+    proc = main(tmp_path, f"dataset.root={tmp_path / 'no_lfw_here'}")
     assert proc.returncode != 0
     assert "LFW not found" in proc.stderr
     df = job_runs(tmp_path)
@@ -106,7 +107,7 @@ def test_failing_job_leaves_a_failed_run_with_the_reason(tmp_path):
     assert "LFW not found" in df["tags.error"].iloc[0] and "dataset.root" in df["tags.error"].iloc[0]
 
 
-def test_quantized_variant_alone_computes_its_baseline(tmp_path):
+def test_quantized_variant_alone_computes_its_baseline(lfw_root, tmp_path):
     proc = main(tmp_path, "quant=dynamic", "dataset.folds=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = job_runs(tmp_path).iloc[-1]

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import WEIGHTS_DIR
 from facequant.cache import sha256_file
 from facequant.models import build_backbone
 from facequant.weights import H5_SHA256, WeightsError, convert_keras_h5, fetch_h5, layer_map
+from helpers import WEIGHTS_DIR
 
 
 @pytest.fixture(scope="module")

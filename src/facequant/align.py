@@ -1,9 +1,10 @@
-"""MTCNN face alignment with a per-image on-disk cache, so detection runs once per image and setting."""
+"""MTCNN face alignment with a per-image cache keyed by image content, so detection runs once per image."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from facequant.cache import atomic_path, key_of
+from facequant.cache import load_npz, save_npz
 from facequant.config import AlignConfig
+from facequant.layout import CacheLayout, FaceSetIdentity
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,16 @@ class Aligned:
         return int((~self.detected).sum())
 
 
-def cache_dir_for(cache_root: Path, fingerprint: str, cfg: AlignConfig) -> Path:
-    """Cache folder keyed by dataset fingerprint and every setting that changes the crop."""
-    settings = {k: v for k, v in asdict(cfg).items() if k != "batch_size"}
-    return cache_root / "aligned" / key_of(fingerprint, settings)
+def image_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc}") from exc
+
+
+def face_set(images_dir: Path, names: list[str], cfg: AlignConfig) -> FaceSetIdentity:
+    """The identity of these images' aligned faces: their content hashes and the crop settings."""
+    return FaceSetIdentity(tuple(image_sha256(images_dir / n) for n in names), cfg.crop_settings())
 
 
 def read_rgb(path: Path) -> Image.Image:
@@ -90,18 +98,19 @@ def _align_batch(mtcnn, images: list[Image.Image], cfg: AlignConfig) -> list[tup
     return out
 
 
-def _store(path: Path, face: np.ndarray, detected: bool) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, face=face, detected=np.array(detected))
+def _entries(faces: FaceSetIdentity, layout: CacheLayout) -> list[Path]:
+    return [layout.aligned(faces.crop, sha) for sha in faces.image_sha256]
 
 
-def ensure_aligned(images_dir: Path, names: list[str], cfg: AlignConfig, cache: Path) -> int:
-    """Detect and cache the faces of images not yet in the cache folder; returns how many it aligned."""
-    files = [cache / f"{name}.npz" for name in names]
-    todo = [i for i, f in enumerate(files) if not f.is_file()]
+def ensure_aligned(
+    images_dir: Path, names: list[str], faces: FaceSetIdentity, cfg: AlignConfig, layout: CacheLayout
+) -> int:
+    """Detect and cache the faces of images not yet in the cache; returns how many it aligned."""
+    files = _entries(faces, layout)
+    todo = list({f: i for i, f in enumerate(files) if not f.is_file()}.values())  # one per distinct content
     if todo:
         mtcnn = _mtcnn(cfg)
-        log.info("aligning %d of %d images with MTCNN (cache: %s)", len(todo), len(names), cache)
+        log.info("aligning %d of %d images with MTCNN (cache: %s)", len(todo), len(names), files[todo[0]].parent.parent)
         with tqdm(total=len(todo), desc="MTCNN alignment", unit="img") as bar:
             for start in range(0, len(todo), cfg.batch_size):
                 chunk = todo[start : start + cfg.batch_size]
@@ -109,20 +118,43 @@ def ensure_aligned(images_dir: Path, names: list[str], cfg: AlignConfig, cache: 
                 with torch.inference_mode():
                     results = _align_batch(mtcnn, images, cfg)
                 for i, (face, detected) in zip(chunk, results, strict=True):
-                    _store(files[i], face, detected)
+                    save_npz(files[i], face=face, detected=np.array(detected))
                 bar.update(len(chunk))
     return len(todo)
 
 
-def align_images(images_dir: Path, names: list[str], cfg: AlignConfig, cache: Path) -> Aligned:
-    """Aligned uint8 faces for images_dir/name, detecting only those not in the cache folder."""
-    computed = ensure_aligned(images_dir, names, cfg, cache)
-    faces = np.empty((len(names), cfg.image_size, cfg.image_size, 3), np.uint8)
-    detected = np.empty(len(names), bool)
-    for i, name in enumerate(names):
-        with np.load(cache / f"{name}.npz") as entry:
+def _load(files: list[Path], indices, faces: np.ndarray, detected: np.ndarray) -> list[int]:
+    """Fill faces/detected from the cache entries at indices; returns the indices whose entry was damaged."""
+    damaged = []
+    for i in indices:
+        entry = load_npz(files[i], ("face", "detected"))
+        if entry is None:
+            damaged.append(i)
+        else:
             faces[i], detected[i] = entry["face"], entry["detected"]
-    result = Aligned(faces, detected, computed)
+    return damaged
+
+
+def load_aligned(
+    images_dir: Path, names: list[str], faces: FaceSetIdentity, cfg: AlignConfig, layout: CacheLayout
+) -> Aligned:
+    """Aligned uint8 faces of the images; entries that are missing or damaged are aligned (again)."""
+    computed = ensure_aligned(images_dir, names, faces, cfg, layout)
+    files = _entries(faces, layout)
+    out = np.empty((len(names), cfg.image_size, cfg.image_size, 3), np.uint8)
+    detected = np.empty(len(names), bool)
+    damaged = _load(files, range(len(files)), out, detected)
+    if damaged:  # load_npz removed them: align those images again
+        computed += ensure_aligned(images_dir, names, faces, cfg, layout)
+        damaged = _load(files, damaged, out, detected)
+    if damaged:
+        raise ImageError(f"aligned faces of {len(damaged)} image(s) could not be cached, e.g. {names[damaged[0]]}")
+    result = Aligned(out, detected, computed)
     if result.fallbacks:
         log.warning("MTCNN found no face in %d of %d images; used a centre crop", result.fallbacks, len(names))
     return result
+
+
+def align_images(images_dir: Path, names: list[str], cfg: AlignConfig, layout: CacheLayout) -> Aligned:
+    """Aligned faces of images_dir/name, detecting only those whose content is not in the cache."""
+    return load_aligned(images_dir, names, face_set(images_dir, names, cfg), cfg, layout)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facequant import runtime
 from facequant.config import BenchmarkConfig
-from facequant.evaluate import session
+from facequant.schema import Metric, Param
 
 
 def _timed_runs(sess, name: str, batch: np.ndarray, warmup: int, iterations: int) -> np.ndarray:
@@ -22,20 +23,20 @@ def _timed_runs(sess, name: str, batch: np.ndarray, warmup: int, iterations: int
     return times
 
 
-def measure(model_path: Path, inputs: np.ndarray, cfg: BenchmarkConfig) -> dict[str, float]:
+def measure(model_path: Path, inputs: np.ndarray, cfg: BenchmarkConfig) -> dict[Metric, float]:
     """Batch-1 latency (p50/p95/mean, ms) and batch-N throughput (images/s) with cfg.threads intra-op threads."""
     need = max(cfg.latency_batch, cfg.throughput_batch)
     if len(inputs) < need:
         inputs = np.concatenate([inputs] * (need // len(inputs) + 1))
-    sess = session(model_path, threads=cfg.threads)
+    sess = runtime.session(model_path, threads=cfg.threads)
     name = sess.get_inputs()[0].name
     lat = _timed_runs(sess, name, inputs[: cfg.latency_batch], cfg.warmup, cfg.iterations) * 1000
     thr = _timed_runs(sess, name, inputs[: cfg.throughput_batch], min(cfg.warmup, 2), cfg.throughput_iterations)
     return {
-        "latency_p50_ms": float(np.percentile(lat, 50)),
-        "latency_p95_ms": float(np.percentile(lat, 95)),
-        "latency_mean_ms": float(lat.mean()),
-        "throughput_ips": float(cfg.throughput_batch / np.median(thr)),
+        Metric.LATENCY_P50_MS: float(np.percentile(lat, 50)),
+        Metric.LATENCY_P95_MS: float(np.percentile(lat, 95)),
+        Metric.LATENCY_MEAN_MS: float(lat.mean()),
+        Metric.THROUGHPUT_IPS: float(cfg.throughput_batch / np.median(thr)),
     }
 
 
@@ -76,8 +77,8 @@ def machine_info() -> dict[str, str]:
             elif key.strip() in ("flags", "Features") and not flags:
                 flags = set(value.split())
     info = {
-        "cpu.model": model,
-        "cpu.isa": ",".join(f for f in ISA_FLAGS if f in flags) or "unknown",
+        Param.CPU_MODEL: model,
+        Param.CPU_ISA: ",".join(f for f in ISA_FLAGS if f in flags) or "unknown",
         "cpu.count": str(os.cpu_count()),
         "python": platform.python_version(),
     }

@@ -1,15 +1,21 @@
-"""Content-keyed on-disk cache whose entries appear atomically, so a crash never leaves a partial file."""
+"""Cache primitives: stable keys, atomic writes with normal file modes, and reads that reject damaged entries."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def key_of(*parts: Any) -> str:
@@ -26,14 +32,28 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside target; it replaces target only if the block succeeds."""
+    """Yield a temporary path beside target; it replaces target only if the block succeeds.
+
+    mkstemp creates files 0600; the entry gets the mode the umask gives any new file, so a shared cache is
+    readable by its other users.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -45,5 +65,64 @@ def write_json(target: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+def discard(path: Path, reason: str) -> None:
+    """Remove a damaged or foreign cache entry, saying which and why, so that it is rebuilt."""
+    log.warning("cache entry %s is unusable (%s); removing it and rebuilding", path, reason)
+    path.unlink(missing_ok=True)
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON entry at path, or None (entry removed) when it is missing or cannot be parsed."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        discard(path, f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def save_npz(target: Path, **arrays: Any) -> None:
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The arrays of an .npz entry, or None (entry removed) when it is missing, truncated or lacks a key."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as entry:
+            return {k: entry[k] for k in keys}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        discard(path, f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def write_file_record(path: Path, identity: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    """Record beside a cached file what it is (identity) and its sha256, checked before it is trusted."""
+    write_json(record_path(path), {"identity": identity, "sha256": sha256_file(path)} | (extra or {}))
+
+
+def record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def verified_file(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a cached file whose content and identity match it; else None, the entry removed."""
+    record = read_json(record_path(path))
+    if not path.is_file():
+        return None
+    if record is None:
+        discard(path, "no record of its sha256")
+        return None
+    if json.loads(json.dumps(identity, default=str)) != record.get("identity"):
+        discard(path, "its record names other settings")
+        record_path(path).unlink(missing_ok=True)
+        return None
+    digest = sha256_file(path)
+    if digest != record.get("sha256"):
+        discard(path, f"sha256 {digest[:12]}... differs from the recorded {str(record.get('sha256'))[:12]}...")
+        record_path(path).unlink(missing_ok=True)
+        return None
+    return record

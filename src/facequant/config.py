@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
+
+from facequant.cache import key_of
 
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range."""
-
-
-def _choice(section: str, key: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"{section}.{key}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
 
 
 def _at_least(section: str, key: str, value: float, low: float) -> None:
@@ -23,25 +22,33 @@ def _at_least(section: str, key: str, value: float, low: float) -> None:
         raise ConfigError(f"{section}.{key}={value!r} is out of range; it must be >= {low}")
 
 
-PREPROCESS = ("fixed", "per_image")
-MODELS = ("vggface2", "casia_webface", "msceleb128", "file")
+Preprocess = Literal["fixed", "per_image"]
+ModelName = Literal["vggface2", "casia_webface", "msceleb128", "file"]
+Selection = Literal["center_weighted_size", "probability", "largest", "largest_over_threshold"]
+QuantMode = Literal["fp32", "dynamic", "static"]
+QType = Literal["QUInt8", "QInt8"]
+QFormat = Literal["QDQ", "QOperator"]
+CalibrationMethod = Literal["minmax", "entropy", "percentile", "distribution"]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Which weights to load and how their input must be normalised."""
 
-    name: str
-    preprocess: str
+    name: ModelName
+    preprocess: Preprocess
     weights_dir: str
     path: str | None = None
     embedding_size: int | None = None
 
     def __post_init__(self) -> None:
-        _choice("model", "name", self.name, MODELS)
-        _choice("model", "preprocess", self.preprocess, PREPROCESS)
-        if self.name == "file" and not self.path:
-            raise ConfigError("model=file needs model.path=<a state_dict .pt file>")
+        if self.name == "file":
+            if not self.path:
+                raise ConfigError("model=file needs model.path=<an InceptionResnetV1 state_dict .pt file>")
+            if not Path(self.path).expanduser().is_file():
+                raise ConfigError(
+                    f"model.path={self.path} is not a file; give the path of an InceptionResnetV1 state_dict"
+                )
 
 
 @dataclass(frozen=True)
@@ -60,16 +67,13 @@ class DatasetConfig:
             raise ConfigError(f"dataset.folds={self.folds} is out of range; choose 1..10")
 
 
-SELECTION = ("center_weighted_size", "probability", "largest", "largest_over_threshold")
-
-
 @dataclass(frozen=True)
 class AlignConfig:
-    """MTCNN settings; they are part of the alignment cache key."""
+    """MTCNN settings; all but batch_size decide the crop, so they key the alignment cache."""
 
     image_size: int = 160
     margin: int = 32
-    selection_method: str = "center_weighted_size"
+    selection_method: Selection = "center_weighted_size"
     min_face_size: int = 20
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     factor: float = 0.709
@@ -77,7 +81,6 @@ class AlignConfig:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
-        _choice("align", "selection_method", self.selection_method, SELECTION)
         _at_least("align", "image_size", self.image_size, 32)
         _at_least("align", "margin", self.margin, 0)
         if self.margin >= self.image_size:
@@ -86,29 +89,32 @@ class AlignConfig:
         if not 0 < self.fallback_box <= 1:
             raise ConfigError(f"align.fallback_box={self.fallback_box} must be in (0, 1]")
 
+    def crop_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "batch_size"}
 
-QUANT_MODES = ("fp32", "dynamic", "static")
-QTYPES = ("QUInt8", "QInt8")
+
+# The keys each mode reads; the others do not change its model, its identity or its name.
+_QUANT_KEYS = {
+    "fp32": (),
+    "dynamic": ("weight_type", "op_types", "per_channel", "reduce_range"),
+    "static": ("format", "activation_type", "weight_type", "per_channel", "reduce_range", "op_types"),
+}
 
 
 @dataclass(frozen=True)
 class QuantConfig:
     """ONNX Runtime quantization settings, in the spirit of Optimum's QuantizationConfig."""
 
-    mode: str
-    weight_type: str = "QInt8"
-    activation_type: str = "QUInt8"
+    mode: QuantMode
+    weight_type: QType = "QInt8"
+    activation_type: QType = "QUInt8"
     per_channel: bool = False
     reduce_range: bool = False
     op_types: tuple[str, ...] | None = None
-    format: str = "QDQ"
+    format: QFormat = "QDQ"
 
     def __post_init__(self) -> None:
-        _choice("quant", "mode", self.mode, QUANT_MODES)
-        _choice("quant", "weight_type", self.weight_type, QTYPES)
-        _choice("quant", "activation_type", self.activation_type, QTYPES)
-        _choice("quant", "format", self.format, ("QDQ", "QOperator"))
-        if self.activation_type == "QInt8" and self.weight_type == "QUInt8":
+        if self.mode == "static" and self.activation_type == "QInt8" and self.weight_type == "QUInt8":
             raise ConfigError(
                 "quant.activation_type=QInt8 with quant.weight_type=QUInt8 (S8U8) is not supported by ONNX Runtime; "
                 "use QUInt8/QInt8 (U8S8, fastest on x86) or QInt8/QInt8"
@@ -116,19 +122,28 @@ class QuantConfig:
         if self.mode == "dynamic" and not self.op_types:
             raise ConfigError("quant=dynamic needs quant.op_types, e.g. [MatMul,Gemm]")
 
+    def effective(self) -> dict[str, Any]:
+        """The settings this mode uses."""
+        return {"mode": self.mode} | {k: getattr(self, k) for k in _QUANT_KEYS[self.mode]}
+
     @property
     def variant(self) -> str:
         return {"fp32": "fp32", "dynamic": "int8_dynamic", "static": f"int8_static_{self.format.lower()}"}[self.mode]
 
 
-CALIBRATION = ("minmax", "entropy", "percentile", "distribution")
+# The conf/quant/*.yaml defaults; a test checks that the files agree.
+QUANT_DEFAULTS = {
+    "fp32": QuantConfig("fp32"),
+    "dynamic": QuantConfig("dynamic", op_types=("MatMul", "Gemm")),
+    "static": QuantConfig("static", per_channel=True),
+}
 
 
 @dataclass(frozen=True)
 class CalibrationConfig:
     """How static quantization ranges are computed, and from how many held-out faces."""
 
-    method: str = "minmax"
+    method: CalibrationMethod = "minmax"
     num_samples: int = 500
     batch_size: int = 32
     seed: int = 0
@@ -138,7 +153,6 @@ class CalibrationConfig:
     symmetric: bool | None = None
 
     def __post_init__(self) -> None:
-        _choice("calibration", "method", self.method, CALIBRATION)
         _at_least("calibration", "num_samples", self.num_samples, 1)
         _at_least("calibration", "batch_size", self.batch_size, 1)
         _at_least("calibration", "num_quantized_bins", self.num_quantized_bins, 2)
@@ -175,30 +189,61 @@ class MlflowConfig:
     experiment: str = "facequant"
 
 
+def _suffix(values: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """key=value for every setting that differs from its default, so distinct settings get distinct names."""
+
+    def text(v: Any) -> str:
+        return "+".join(map(str, v)) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else str(v)
+
+    return [f"{k}={text(v)}" for k, v in values.items() if v != defaults.get(k)]
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything one job needs, validated."""
+    """Everything one job needs, validated. Calibration is None unless the variant is static."""
 
     model: ModelConfig
     dataset: DatasetConfig
     align: AlignConfig
     quant: QuantConfig
-    calibration: CalibrationConfig
+    calibration: CalibrationConfig | None
     benchmark: BenchmarkConfig
     mlflow: MlflowConfig
     cache_dir: Path
     eval_batch_size: int = 64
+    parent_run_id: str | None = None  # set by facequant's sweeper for each job of a multirun
 
     @property
     def variant_name(self) -> str:
-        """Run name: mode, plus calibration method and sample count for static variants."""
+        """Mode, calibration method and sample count, then every non-default setting, e.g. [per_channel=false]."""
         name = self.quant.variant
-        if self.quant.mode == "static":
+        extra = _suffix(self.quant.effective(), QUANT_DEFAULTS[self.quant.mode].effective())
+        if self.calibration is not None:
             name += f"_{self.calibration.method}_{self.calibration.num_samples}"
-        return name
+            default = CalibrationConfig(self.calibration.method, self.calibration.num_samples)
+            extra += _suffix(asdict(self.calibration), asdict(default))
+        return name + (f"[{','.join(extra)}]" if extra else "")
+
+    def effective(self) -> dict[str, Any]:
+        """Every setting that can change a result; jobs with equal effective settings are repeats."""
+        data = self.as_dict()
+        data["quant"] = self.quant.effective()
+        for transient in ("mlflow", "eval_batch_size"):
+            data.pop(transient)
+        data["align"] = self.align.crop_settings()
+        return data
+
+    @property
+    def variant_key(self) -> str:
+        return key_of(self.effective())
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as logged; the sweep hand-off (parent_run_id) is not a setting."""
+        data = asdict(self)
+        del data["parent_run_id"]
+        if self.calibration is None:
+            del data["calibration"]
+        return data
 
 
 _SECTIONS = {
@@ -210,6 +255,18 @@ _SECTIONS = {
     "benchmark": BenchmarkConfig,
     "mlflow": MlflowConfig,
 }
+_TOP_LEVEL = {"cache_dir", "eval_batch_size", "parent_run_id"}
+
+
+def _choices(hint: Any) -> tuple | None:
+    """The allowed values of a Literal (or optional Literal) field type, else None."""
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if typing.get_origin(arg) is Literal:
+                return (*typing.get_args(arg), None)
+    return None
 
 
 def _build(name: str, cls: type, values: dict[str, Any]) -> Any:
@@ -217,7 +274,12 @@ def _build(name: str, cls: type, values: dict[str, Any]) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; valid keys: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
     for key, value in values.items():
+        choices = _choices(hints[key])
+        if choices is not None and value not in choices:
+            valid = ", ".join(str(c) for c in choices if c is not None)
+            raise ConfigError(f"{name}.{key}={value!r} is not valid; choose one of: {valid}")
         if isinstance(value, list):
             values[key] = tuple(value)
     return cls(**values)
@@ -230,9 +292,17 @@ def load_settings(cfg: DictConfig) -> Settings:
     missing = [name for name in _SECTIONS if name not in data]
     if missing:
         raise ConfigError(f"config group(s) missing: {', '.join(missing)}")
+    unknown = sorted(set(data) - set(_SECTIONS) - _TOP_LEVEL)
+    if unknown:
+        raise ConfigError(
+            f"unknown top-level key(s) {', '.join(unknown)}; valid: {sorted(set(_SECTIONS) | _TOP_LEVEL)}"
+        )
     sections = {name: _build(name, cls, dict(data[name] or {})) for name, cls in _SECTIONS.items()}
+    if sections["quant"].mode != "static":
+        sections["calibration"] = None  # calibration belongs to static variants only
     return Settings(
         **sections,
         cache_dir=Path(str(data["cache_dir"])).expanduser(),
         eval_batch_size=int(data.get("eval_batch_size", 64)),
+        parent_run_id=data.get("parent_run_id"),
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facequant.cache import key_of
 from facequant.config import DatasetConfig
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ class LFW:
 
 
 def image_name(person: str, index: str, line_no: int, path: Path) -> str:
+    """The image path of a pairs.txt entry; the name must be one plain path component, so no pair reads
+    an image outside the images folder."""
+    if person in ("", ".", "..") or any(c in person for c in "/\\\0"):
+        raise DatasetError(
+            f"{path}:{line_no}: name {person!r} is not a plain folder name (no '/', '\\' or '..'); fix the pairs file"
+        )
     try:
         number = int(index)
     except ValueError:
@@ -121,7 +128,8 @@ def load_lfw(cfg: DatasetConfig) -> LFW:
         raise DatasetError(
             f"LFW not found: {root} has no {cfg.pairs} beside an images folder "
             f"({cfg.images or ' / '.join(IMAGE_DIRS)}). "
-            "Set dataset.root to a folder that holds them, or dataset.download=true to fetch them."
+            "Set dataset.root to a folder that holds them"
+            + (" (downloading was tried and failed)." if cfg.download else ", or dataset.download=true to fetch them.")
         )
     pairs_path, images_dir = layout
     pairs = parse_pairs(pairs_path)
@@ -136,6 +144,11 @@ def load_lfw(cfg: DatasetConfig) -> LFW:
     count = sum(1 for _ in images_dir.rglob("*.jpg"))
     digest = hashlib.sha256(pairs_path.read_bytes()).hexdigest()
     return LFW(root, images_dir, pairs_path, pairs, count, f"{digest[:16]}-{count}")
+
+
+def pairs_digest(pairs: tuple[Pair, ...]) -> str:
+    """A key of exactly which pairs are evaluated, in order, with their labels and folds."""
+    return key_of([(p.fold, p.label, p.left, p.right) for p in pairs])
 
 
 def pair_images(pairs: tuple[Pair, ...]) -> list[str]:

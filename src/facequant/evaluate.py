@@ -1,38 +1,17 @@
-"""LFW verification metrics from ONNX Runtime embeddings: 10-fold accuracy, pooled ROC, TAR@FAR, EER."""
+"""LFW verification metrics of pair scores: 10-fold accuracy, pooled ROC, TAR@FAR, EER."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import PredefinedSplit, StratifiedKFold
-from tqdm import tqdm
 
-from facequant.models import preprocess
+from facequant.schema import FALSE_ACCEPTS_AT_FAR, TAR_AT_FAR, Metric
 
-FARS = (1e-3, 1e-4)
-
-
-def session(model_path: Path, threads: int = 0) -> ort.InferenceSession:
-    """CPU session at ORT_ENABLE_ALL (ENABLE_EXTENDED makes INT8 QDQ models ~1.5x slower)."""
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-
-
-def embed(model_path: Path, faces: np.ndarray, method: str, batch_size: int = 64) -> np.ndarray:
-    """Embeddings of uint8 NHWC faces, preprocessed batch by batch to bound memory."""
-    sess = session(model_path)
-    name = sess.get_inputs()[0].name
-    out = []
-    for start in tqdm(range(0, len(faces), batch_size), desc=f"embedding {model_path.name}", unit="batch"):
-        out.append(sess.run(None, {name: preprocess(faces[start : start + batch_size], method)})[0])
-    return np.concatenate(out)
+FARS = tuple(TAR_AT_FAR)
 
 
 def cosine_scores(emb: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -91,23 +70,23 @@ class Verification:
         """The smallest non-zero FAR the impostor pairs can resolve."""
         return 1.0 / self.n_impostor
 
-    def as_metrics(self) -> dict[str, float]:
+    def as_metrics(self) -> dict[Metric, float]:
         metrics = {
-            "accuracy": self.accuracy,
-            "accuracy_std": self.accuracy_std,
-            "threshold": self.threshold,
-            "threshold_accuracy": self.threshold_accuracy,
-            "roc_auc": self.roc_auc,
-            "eer": self.eer,
-            "genuine_mean": self.genuine_mean,
-            "genuine_std": self.genuine_std,
-            "impostor_mean": self.impostor_mean,
-            "impostor_std": self.impostor_std,
-            "far_resolution": self.far_resolution,
+            Metric.ACCURACY: self.accuracy,
+            Metric.ACCURACY_STD: self.accuracy_std,
+            Metric.THRESHOLD: self.threshold,
+            Metric.THRESHOLD_ACCURACY: self.threshold_accuracy,
+            Metric.ROC_AUC: self.roc_auc,
+            Metric.EER: self.eer,
+            Metric.GENUINE_MEAN: self.genuine_mean,
+            Metric.GENUINE_STD: self.genuine_std,
+            Metric.IMPOSTOR_MEAN: self.impostor_mean,
+            Metric.IMPOSTOR_STD: self.impostor_std,
+            Metric.FAR_RESOLUTION: self.far_resolution,
         }
         for far in FARS:
-            metrics[f"tar_far_{far:.0e}".replace("e-0", "e-")] = self.tar_far[far]
-            metrics[f"false_accepts_at_far_{far:.0e}".replace("e-0", "e-")] = self.false_accepts_allowed[far]
+            metrics[TAR_AT_FAR[far]] = self.tar_far[far]
+            metrics[FALSE_ACCEPTS_AT_FAR[far]] = self.false_accepts_allowed[far]
         return metrics
 
 

@@ -12,8 +12,9 @@ import onnx
 import torch
 from torch import nn
 
-from facequant.cache import atomic_path, read_json, write_json
-from facequant.evaluate import session
+from facequant import runtime
+from facequant.cache import atomic_path, verified_file, write_file_record
+from facequant.layout import ModelIdentity
 from facequant.models import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -29,19 +30,30 @@ class ExportError(RuntimeError):
 
 def metadata(info: ModelInfo) -> dict[str, str]:
     """What a consumer of the ONNX file needs to feed it: source, embedding size and preprocessing."""
-    meta = {f"facequant.{k}": str(v) for k, v in asdict(info).items() if k != "weights_path"}
-    meta["facequant.input"] = "float32 NCHW RGB 160x160 after preprocessing; output L2-normalised embedding"
-    return meta
+    return {f"facequant.{k}": str(v) for k, v in asdict(info).items() if k != "weights_path"}
+
+
+def model_identity(info: ModelInfo) -> ModelIdentity:
+    """Everything that changes the exported file, the preprocessing written into its metadata included."""
+    return ModelIdentity(
+        info.weights_sha256,
+        info.architecture,
+        info.embedding_size,
+        info.preprocess,
+        OPSET,
+        f"torch {torch.__version__}",
+    )
 
 
 def export_onnx(net: nn.Module, info: ModelInfo, target: Path, sample: np.ndarray) -> float:
     """Export net to target (atomically) and return the max abs difference to PyTorch on sample inputs.
 
-    Cached: if target and its parity record exist, nothing is exported again.
+    Cached: if target exists with a record of this identity and its sha256, nothing is exported again.
     """
-    record = target.with_suffix(".json")
-    if target.is_file() and record.is_file():
-        return float(read_json(record)["parity_max_abs_diff"])
+    identity = asdict(model_identity(info))
+    record = verified_file(target, identity)
+    if record is not None:
+        return float(record["parity_max_abs_diff"])
     net = net.eval()
     with atomic_path(target) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -62,7 +74,7 @@ def export_onnx(net: nn.Module, info: ModelInfo, target: Path, sample: np.ndarra
         diff = parity(net, tmp, sample)
         if diff > PARITY_TOLERANCE:
             raise ExportError(f"ONNX export differs from PyTorch by {diff:.2e} (> {PARITY_TOLERANCE:.0e})")
-    write_json(record, {"parity_max_abs_diff": diff, "opset": OPSET, "samples": len(sample)})
+    write_file_record(target, identity, {"parity_max_abs_diff": diff, "samples": len(sample)})
     log.info("exported %s (opset %d), parity max abs diff %.2e", target, OPSET, diff)
     return diff
 
@@ -71,7 +83,7 @@ def parity(net: nn.Module, onnx_path: Path, sample: np.ndarray) -> float:
     """Max abs difference between PyTorch and ONNX Runtime embeddings on the same inputs."""
     with torch.inference_mode():
         expected = net(torch.from_numpy(sample)).numpy()
-    got = session(onnx_path).run(None, {INPUT: sample})[0]
+    got = runtime.run(runtime.session(onnx_path), sample)
     return float(np.abs(expected - got).max())
 
 

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +30,9 @@ SOURCES = {
 }
 
 
+ARCHITECTURE = "facenet-pytorch InceptionResnetV1"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Identity of the loaded weights; it is logged and written into the ONNX metadata."""
@@ -41,6 +43,8 @@ class ModelInfo:
     preprocess: str
     weights_path: str
     weights_sha256: str
+    architecture: str = ARCHITECTURE
+    input: str = "float32 NCHW RGB 160x160 after preprocessing; output L2-normalised embedding"
 
 
 def build_backbone(embedding_size: int) -> nn.Module:
@@ -90,12 +94,11 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
 
 def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
     """Build the backbone and load its weights; every state_dict is loaded with weights_only=True."""
+    source = SOURCES.get(cfg.name, "")
     if cfg.name == "msceleb128":
         path = msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), build_backbone(128).state_dict())
     elif cfg.name == "file":
-        path = Path(str(cfg.path)).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"model.path={path} does not exist; give the path of an InceptionResnetV1 state_dict")
+        path = Path(str(cfg.path)).expanduser()  # checked to exist when the config was validated
     else:
         path = facenet_pytorch_checkpoint(cfg.name)
     state = _load_state(path)
@@ -107,25 +110,5 @@ def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise WeightsError(f"{path} does not fit InceptionResnetV1: {exc}") from exc
-    info = ModelInfo(
-        cfg.name, SOURCES.get(cfg.name, f"state_dict {path.name}"), size, cfg.preprocess, str(path), sha256_file(path)
-    )
+    info = ModelInfo(cfg.name, source or f"state_dict {path.name}", size, cfg.preprocess, str(path), sha256_file(path))
     return net, info
-
-
-def preprocess(faces: np.ndarray, method: str) -> np.ndarray:
-    """uint8 NHWC RGB faces -> float32 NCHW network input.
-
-    fixed: (x - 127.5) / 128 (facenet-pytorch); per_image: Sandberg's prewhiten, per-image mean and
-    population std, the std floored at 1/sqrt(n).
-    """
-    x = faces.astype(np.float32).transpose(0, 3, 1, 2)
-    if method == "fixed":
-        return (x - 127.5) / 128.0
-    if method == "per_image":
-        axes = (1, 2, 3)
-        mean = x.mean(axis=axes, keepdims=True)
-        std = x.std(axis=axes, keepdims=True)
-        floor = 1.0 / np.sqrt(x[0].size)
-        return ((x - mean) / np.maximum(std, floor)).astype(np.float32)
-    raise ValueError(f"unknown preprocessing {method!r}; choose fixed or per_image")

@@ -23,10 +23,10 @@ from onnxruntime.quantization import (
 )
 from tqdm import tqdm
 
-from facequant.cache import atomic_path, key_of
+from facequant import runtime
+from facequant.cache import atomic_path, verified_file, write_file_record
 from facequant.config import CalibrationConfig, QuantConfig
-from facequant.evaluate import session
-from facequant.models import preprocess
+from facequant.runtime import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +92,24 @@ def calibration_ranges(model: Path, faces: np.ndarray, preprocess_method: str, c
     return ranges
 
 
-def pre_process(fp32: Path, target: Path) -> Path:
+def quantizer() -> str:
+    """The quantizer's name and version: its output depends on it."""
+    return runtime.name()
+
+
+def pre_process(fp32: Path, target: Path, identity: dict) -> Path:
     """quant_pre_process (shape inference + ORT graph optimisation), cached beside its source."""
-    if not target.is_file():
+    if verified_file(target, identity) is None:
         with atomic_path(target) as tmp:
             quant_pre_process(str(fp32), str(tmp))
+        write_file_record(target, identity)
     return target
 
 
 def check_runnable(path: Path, variant: str, input_shape: tuple[int, ...]) -> None:
     """Fail with a clear message if ONNX Runtime's CPU EP cannot load or run the quantized model."""
     try:
-        sess = session(path)
-        sess.run(None, {sess.get_inputs()[0].name: np.zeros(input_shape, np.float32)})
+        runtime.run(runtime.session(path), np.zeros(input_shape, np.float32))
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300]
         raise QuantizationError(
@@ -114,42 +119,36 @@ def check_runnable(path: Path, variant: str, input_shape: tuple[int, ...]) -> No
         ) from exc
 
 
-def variant_key(base_key: str, quant: QuantConfig, calib: CalibrationConfig | None, calib_data_key: str) -> str:
-    """Cache key of a variant: the FP32 model, the full quantization settings and the calibration data."""
-    return key_of(base_key, asdict(quant), asdict(calib) if calib else None, calib_data_key if calib else None)
-
-
 def build_variant(
-    fp32: Path,
+    pre: Path,
     target: Path,
+    identity: dict,
     quant: QuantConfig,
-    calib: CalibrationConfig,
+    calib: CalibrationConfig | None,
     preprocess_method: str,
     calibration_faces: Callable[[], np.ndarray],
     input_shape: tuple[int, ...],
-) -> Path:
-    """Write the quantized model to target unless it is cached there; faces are drawn only when needed."""
-    if quant.mode == "fp32":
-        return fp32
-    if target.is_file():
-        return target
-    pre = pre_process(fp32, fp32.with_name(fp32.stem + ".pre.onnx"))
+) -> bool:
+    """Write the quantized model of the pre-processed FP32 model to target unless a verified copy is cached
+    there; faces are drawn only when needed. Returns whether it was built."""
+    if verified_file(target, identity) is not None:
+        return False
     with atomic_path(target) as tmp:
         _quantize(pre, tmp, quant, calib, preprocess_method, calibration_faces)
         check_runnable(tmp, quant.variant, input_shape)
+    write_file_record(target, identity)
     log.info("built %s at %s", quant.variant, target)
-    return target
+    return True
 
 
 def _quantize(
     pre: Path,
     tmp: Path,
     quant: QuantConfig,
-    calib: CalibrationConfig,
+    calib: CalibrationConfig | None,
     preprocess_method: str,
     calibration_faces: Callable[[], np.ndarray],
 ) -> None:
-    faces = calibration_faces() if quant.mode == "static" else None
     try:
         if quant.mode == "dynamic":
             quantize_dynamic(
@@ -161,7 +160,8 @@ def _quantize(
                 weight_type=QuantType[quant.weight_type],
             )
         else:
-            ranges = calibration_ranges(pre, faces, preprocess_method, calib)
+            assert calib is not None, "static quantization needs calibration settings"
+            ranges = calibration_ranges(pre, calibration_faces(), preprocess_method, calib)
             with tempfile.TemporaryDirectory(prefix="facequant-ranges-") as d:
                 cache = Path(d) / "ranges.json"
                 save_tensors_data(ranges, cache)

@@ -1,0 +1,196 @@
+"""The run schema: the name of every tag, param and metric a job writes, and the typed record readers get back.
+
+Writers (the pipeline, through tracking) and readers (the report, tests, benchmarks) use these names only,
+so a renamed metric breaks in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Tag(StrEnum):
+    """Run tags: identity of the variant and of the data, and the sweep structure."""
+
+    VARIANT = "variant"
+    VARIANT_KEY = "variant_key"  # hash of the effective settings: runs with equal keys are repeats
+    IS_BASELINE = "is_baseline"
+    GIT_COMMIT = "git_commit"
+    MODEL = "model"
+    DATASET_FINGERPRINT = "dataset_fingerprint"
+    FAR_NOTE = "far_note"
+    ERROR = "error"
+    SWEEP = "facequant_sweep"
+    SWEEP_OVERRIDES = "sweep.overrides"
+    SWEEP_JOBS = "sweep.jobs"
+    SWEEP_DROPPED = "sweep.dropped_repeats"
+    COMPARISON = "facequant_comparison"
+    PARENT = "mlflow.parentRunId"
+    RUN_NAME = "mlflow.runName"
+
+
+class Param(StrEnum):
+    """Params that readers use; the job logs the whole flattened config, these among them."""
+
+    MODEL_NAME = "model.name"
+    DATASET_FOLDS = "dataset.folds"
+    QUANT_MODE = "quant.mode"
+    QUANT_FORMAT = "quant.format"
+    QUANT_WEIGHT_TYPE = "quant.weight_type"
+    QUANT_ACTIVATION_TYPE = "quant.activation_type"
+    QUANT_PER_CHANNEL = "quant.per_channel"
+    QUANT_REDUCE_RANGE = "quant.reduce_range"
+    QUANT_OP_TYPES = "quant.op_types"
+    QUANT_SCHEME = "quant.scheme"
+    CALIBRATION_METHOD = "calibration.method"
+    CALIBRATION_NUM_SAMPLES = "calibration.num_samples"
+    CALIBRATION_SEED = "calibration.seed"
+    CALIBRATION_NUM_BINS = "calibration.num_bins"
+    ALIGN_MARGIN = "align.margin"
+    ALIGN_SELECTION = "align.selection_method"
+    BENCHMARK_THREADS = "benchmark.threads"
+    BENCHMARK_WARMUP = "benchmark.warmup"
+    BENCHMARK_ITERATIONS = "benchmark.iterations"
+    BENCHMARK_LATENCY_BATCH = "benchmark.latency_batch"
+    BENCHMARK_THROUGHPUT_BATCH = "benchmark.throughput_batch"
+    GRAPH_OPTIMIZATION = "benchmark.graph_optimization"
+    ONNX_OPSET = "onnx.opset"
+    SWEEP_DIR = "sweep.dir"
+    CPU_MODEL = "cpu.model"
+    CPU_ISA = "cpu.isa"
+    VERSION_ONNXRUNTIME = "version.onnxruntime"
+    VERSION_TORCH = "version.torch"
+    VERSION_ONNX = "version.onnx"
+    VERSION_MLFLOW = "version.mlflow"
+    MODEL_SOURCE = "model_info.source"
+    MODEL_ARCHITECTURE = "model_info.architecture"
+    MODEL_INPUT = "model_info.input"
+    MODEL_EMBEDDING_SIZE = "model_info.embedding_size"
+    MODEL_PREPROCESS = "model_info.preprocess"
+    MODEL_WEIGHTS_SHA256 = "model_info.weights_sha256"
+
+
+class Metric(StrEnum):
+    """Every metric a job logs; the README's metric table documents each."""
+
+    ACCURACY = "accuracy"
+    ACCURACY_STD = "accuracy_std"
+    THRESHOLD = "threshold"
+    THRESHOLD_ACCURACY = "threshold_accuracy"
+    TAR_FAR_1E3 = "tar_far_1e-3"
+    TAR_FAR_1E4 = "tar_far_1e-4"
+    FALSE_ACCEPTS_1E3 = "false_accepts_at_far_1e-3"
+    FALSE_ACCEPTS_1E4 = "false_accepts_at_far_1e-4"
+    FAR_RESOLUTION = "far_resolution"
+    ROC_AUC = "roc_auc"
+    EER = "eer"
+    GENUINE_MEAN = "genuine_mean"
+    GENUINE_STD = "genuine_std"
+    IMPOSTOR_MEAN = "impostor_mean"
+    IMPOSTOR_STD = "impostor_std"
+    SIZE_MIB = "size_mib"
+    LATENCY_P50_MS = "latency_p50_ms"
+    LATENCY_P95_MS = "latency_p95_ms"
+    LATENCY_MEAN_MS = "latency_mean_ms"
+    THROUGHPUT_IPS = "throughput_ips"
+    ACCURACY_DROP = "accuracy_drop"
+    TAR_FAR_1E3_DROP = "tar_far_1e-3_drop"
+    COMPRESSION_RATIO = "compression_ratio"
+    ONNX_PARITY = "onnx_parity_max_abs_diff"
+    N_PAIRS = "n_pairs"
+    N_IMAGES = "n_images"
+    ALIGN_FALLBACKS = "align_fallbacks"
+    ALIGN_COMPUTED = "align_computed"
+    EVAL_CACHED = "eval_cached"
+    TIME_ALIGN = "time_align_s"
+    TIME_EXPORT = "time_export_s"
+    TIME_QUANTIZE = "time_quantize_s"
+    TIME_EVALUATE = "time_evaluate_s"
+    TIME_BENCHMARK = "time_benchmark_s"
+    TIME_LOG_ARTIFACTS = "time_log_artifacts_s"
+
+
+# The operating points of the pairs protocol, with the metric names of each.
+TAR_AT_FAR = {1e-3: Metric.TAR_FAR_1E3, 1e-4: Metric.TAR_FAR_1E4}
+FALSE_ACCEPTS_AT_FAR = {1e-3: Metric.FALSE_ACCEPTS_1E3, 1e-4: Metric.FALSE_ACCEPTS_1E4}
+
+# Wall time of each pipeline stage.
+STAGE_TIME = {
+    "align": Metric.TIME_ALIGN,
+    "export": Metric.TIME_EXPORT,
+    "quantize": Metric.TIME_QUANTIZE,
+    "evaluate": Metric.TIME_EVALUATE,
+    "benchmark": Metric.TIME_BENCHMARK,
+    "log_artifacts": Metric.TIME_LOG_ARTIFACTS,
+}
+
+# Artifacts of a job run.
+SCORES_CSV = "scores.csv"
+CONFIG_YAML = "config.yaml"
+ROC_PNG = "roc.png"
+HISTOGRAM_PNG = "score_histogram.png"
+MODEL_ARTIFACT = "model"
+REPORT_DIR = "report"
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """Runs are comparable only within one model's weights, one dataset and one fold count."""
+
+    weights_sha256: str | None
+    dataset_fingerprint: str | None
+    folds: str | None
+    model: str | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One job run as readers see it: identity, status and the values logged under the schema's names."""
+
+    run_id: str
+    experiment_id: str
+    name: str
+    status: str
+    start_time: int
+    tags: Mapping[str, str]
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+
+    def metric(self, name: Metric) -> float:
+        """The metric's value, NaN when the run did not log it."""
+        return float(self.metrics.get(name, math.nan))
+
+    def param(self, name: Param) -> str | None:
+        return self.params.get(name)
+
+    def tag(self, name: Tag) -> str | None:
+        return self.tags.get(name)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.tags.get(Tag.IS_BASELINE) == "true"
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "FINISHED"
+
+    @property
+    def variant_key(self) -> str:
+        """Repeats of the same effective settings share it; older runs without the tag fall back to the name."""
+        return self.tags.get(Tag.VARIANT_KEY) or self.name
+
+    @property
+    def error(self) -> str | None:
+        return self.tags.get(Tag.ERROR)
+
+    @property
+    def group(self) -> GroupKey:
+        return GroupKey(
+            self.params.get(Param.MODEL_WEIGHTS_SHA256),
+            self.tags.get(Tag.DATASET_FINGERPRINT),
+            self.params.get(Param.DATASET_FOLDS),
+            self.params.get(Param.MODEL_NAME),
+        )

@@ -1,0 +1,183 @@
+"""The stages of one job as plain functions: each takes settings and earlier results and returns its own."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from facequant import runtime
+from facequant.align import Aligned, ensure_aligned, face_set, load_aligned
+from facequant.benchmark import measure
+from facequant.cache import load_npz, save_npz, sha256_file
+from facequant.config import Settings
+from facequant.data import LFW, Pair, calibration_images, load_lfw, pair_images, pairs_digest
+from facequant.evaluate import Verification, cosine_scores, verification_metrics
+from facequant.export import export_onnx, model_identity
+from facequant.layout import CacheLayout, FaceSetIdentity, ModelIdentity, ScoresIdentity, VariantIdentity
+from facequant.models import ModelInfo, load_model
+from facequant.quantize import build_variant, pre_process, quantizer
+from facequant.schema import TAR_AT_FAR, Metric
+
+log = logging.getLogger(__name__)
+
+PARITY_FACES = 16
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The evaluated pairs and their distinct images, aligned into the cache; faces are loaded on demand."""
+
+    lfw: LFW
+    pairs: tuple[Pair, ...]
+    names: list[str]
+    faces_id: FaceSetIdentity
+    calibration_names: list[str]
+    calibration_id: FaceSetIdentity | None
+    settings: Settings
+    layout: CacheLayout
+    computed: int
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([p.label for p in self.pairs])
+
+    @property
+    def folds(self) -> np.ndarray:
+        return np.array([p.fold for p in self.pairs])
+
+    def faces(self, count: int | None = None) -> Aligned:
+        """The first count evaluated faces (all by default)."""
+        names = self.names[:count]
+        subset = replace(self.faces_id, image_sha256=self.faces_id.image_sha256[: len(names)])
+        return load_aligned(self.lfw.images_dir, names, subset, self.settings.align, self.layout)
+
+    def calibration_faces(self) -> np.ndarray:
+        assert self.calibration_id is not None, "only static variants have calibration faces"
+        images = self.lfw.images_dir
+        return load_aligned(images, self.calibration_names, self.calibration_id, self.settings.align, self.layout).faces
+
+    def metrics(self) -> dict[Metric, float]:
+        return {Metric.N_PAIRS: len(self.pairs), Metric.N_IMAGES: len(self.names), Metric.ALIGN_COMPUTED: self.computed}
+
+
+def prepare_data(settings: Settings, layout: CacheLayout) -> EvalData:
+    """Parse LFW, draw the calibration images of a static variant, and align every evaluated image."""
+    lfw = load_lfw(settings.dataset)
+    pairs = lfw.evaluated(settings.dataset.folds)
+    names = pair_images(pairs)
+    faces_id = face_set(lfw.images_dir, names, settings.align)
+    calib = settings.calibration
+    calib_names = calibration_images(lfw, calib.num_samples, calib.seed) if calib else []
+    calib_id = face_set(lfw.images_dir, calib_names, settings.align) if calib else None
+    computed = ensure_aligned(lfw.images_dir, names, faces_id, settings.align, layout)
+    return EvalData(lfw, pairs, names, faces_id, calib_names, calib_id, settings, layout, computed)
+
+
+@dataclass(frozen=True)
+class Exported:
+    info: ModelInfo
+    identity: ModelIdentity
+    fp32: Path
+    parity: float
+    sample: np.ndarray  # preprocessed faces: the parity inputs and the logged model's example
+
+    def metrics(self) -> dict[Metric, float]:
+        return {Metric.ONNX_PARITY: self.parity}
+
+
+def export_model(settings: Settings, layout: CacheLayout, data: EvalData) -> Exported:
+    """Load the weights and export FP32 ONNX (cached by weights, network, preprocessing and exporter)."""
+    net, info = load_model(settings.model)
+    identity = model_identity(info)
+    sample = runtime.preprocess(data.faces(PARITY_FACES).faces, info.preprocess)
+    fp32 = layout.fp32_model(identity)
+    return Exported(info, identity, fp32, export_onnx(net, info, fp32, sample), sample)
+
+
+@dataclass(frozen=True)
+class Quantized:
+    path: Path
+    built: bool
+
+
+def quantize_model(settings: Settings, layout: CacheLayout, data: EvalData, exported: Exported) -> Quantized:
+    """The variant's ONNX file, built unless a verified copy of the same identity is cached."""
+    if settings.quant.mode == "fp32":
+        return Quantized(exported.fp32, built=False)
+    calib = settings.calibration
+    identity = VariantIdentity(
+        model=exported.identity.key,
+        quant=settings.quant.effective(),
+        calibration=asdict(calib) if calib else None,
+        calibration_faces=data.calibration_id.key if data.calibration_id else None,
+        quantizer=quantizer(),
+    )
+    pre_identity = {"model": exported.identity.key, "quantizer": quantizer()}
+    pre = pre_process(exported.fp32, layout.preprocessed_model(exported.identity, quantizer()), pre_identity)
+    target = layout.variant_model(identity, settings.quant.variant)
+    built = build_variant(
+        pre,
+        target,
+        asdict(identity),
+        settings.quant,
+        calib,
+        exported.info.preprocess,
+        data.calibration_faces,
+        tuple(exported.sample[:1].shape),
+    )
+    return Quantized(target, built)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    verification: Verification
+    scores: np.ndarray
+    size_mib: float
+    fallbacks: int
+    cached: bool
+
+    def metrics(self) -> dict[Metric, float]:
+        return self.verification.as_metrics() | {
+            Metric.SIZE_MIB: self.size_mib,
+            Metric.ALIGN_FALLBACKS: self.fallbacks,
+            Metric.EVAL_CACHED: float(self.cached),
+        }
+
+    def drops_from(self, fp32: Evaluation) -> dict[Metric, float]:
+        """Every comparison with the FP32 baseline, computed here once; the report reads them."""
+        far = min(TAR_AT_FAR)
+        return {
+            Metric.ACCURACY_DROP: fp32.verification.accuracy - self.verification.accuracy,
+            Metric.TAR_FAR_1E3_DROP: fp32.verification.tar_far[far] - self.verification.tar_far[far],
+            Metric.COMPRESSION_RATIO: fp32.size_mib / self.size_mib,
+        }
+
+
+def evaluate_model(data: EvalData, model: Path, preprocess: str) -> Evaluation:
+    """Pair scores and metrics of a model file; scores are cached by the file's sha256 and all other inputs."""
+    identity = ScoresIdentity(
+        sha256_file(model), preprocess, pairs_digest(data.pairs), data.faces_id.key, runtime.name()
+    )
+    path = data.layout.scores(identity)
+    cached = load_npz(path, ("scores", "fallbacks"))
+    if cached is None:
+        aligned = data.faces()
+        emb = runtime.embed(model, aligned.faces, preprocess, data.settings.eval_batch_size)
+        index = {name: i for i, name in enumerate(data.names)}
+        left = np.array([index[p.left] for p in data.pairs])
+        right = np.array([index[p.right] for p in data.pairs])
+        scores, fallbacks = cosine_scores(emb, left, right), aligned.fallbacks
+        save_npz(path, scores=scores, fallbacks=np.array(fallbacks))
+    else:
+        scores, fallbacks = cached["scores"], cached["fallbacks"]
+    verification = verification_metrics(scores, data.labels, data.folds)
+    return Evaluation(verification, scores, model.stat().st_size / 2**20, int(fallbacks), cached is not None)
+
+
+def benchmark_model(settings: Settings, data: EvalData, model: Path, preprocess: str) -> dict[Metric, float]:
+    """Latency and throughput on real preprocessed faces."""
+    faces = data.faces(settings.benchmark.throughput_batch).faces
+    return measure(model, runtime.preprocess(faces, preprocess), settings.benchmark)

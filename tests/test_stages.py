@@ -1,0 +1,68 @@
+"""The stages on the real model and the first LFW fold: preprocessing is part of every cached result."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from facequant.config import (
+    QUANT_DEFAULTS,
+    AlignConfig,
+    BenchmarkConfig,
+    DatasetConfig,
+    MlflowConfig,
+    ModelConfig,
+    Settings,
+)
+from facequant.export import read_metadata
+from facequant.layout import CacheLayout
+from facequant.stages import evaluate_model, export_model, prepare_data, quantize_model
+from helpers import WEIGHTS_DIR
+
+
+@pytest.fixture(scope="module")
+def job(lfw_root, msceleb128, tmp_path_factory):
+    """Settings of a quick msceleb128 job and its data, in a fresh cache."""
+    cache = tmp_path_factory.mktemp("cache")
+    settings = Settings(
+        model=ModelConfig("msceleb128", "per_image", str(WEIGHTS_DIR)),
+        dataset=DatasetConfig(root=str(lfw_root), folds=1),
+        align=AlignConfig(),
+        quant=QUANT_DEFAULTS["fp32"],
+        calibration=None,
+        benchmark=BenchmarkConfig(),
+        mlflow=MlflowConfig(),
+        cache_dir=cache,
+    )
+    layout = CacheLayout(cache)
+    return settings, layout, prepare_data(settings, layout)
+
+
+def test_other_preprocessing_misses_every_cache(job):
+    settings, layout, data = job
+    per_image = export_model(settings, layout, data)
+    fixed_settings = replace(settings, model=replace(settings.model, preprocess="fixed"))
+    fixed = export_model(fixed_settings, layout, data)
+    assert fixed.fp32 != per_image.fp32
+    assert read_metadata(fixed.fp32)["facequant.preprocess"] == "fixed"
+    assert read_metadata(per_image.fp32)["facequant.preprocess"] == "per_image"
+    right = evaluate_model(data, per_image.fp32, "per_image")
+    wrong = evaluate_model(data, fixed.fp32, "fixed")
+    assert not right.cached and not wrong.cached  # the second is not served the first's scores
+    assert right.verification.accuracy > 0.97
+    assert wrong.verification.accuracy != right.verification.accuracy
+
+
+def test_truncated_variant_is_rebuilt_before_its_cached_scores_are_used(job, caplog):
+    settings, layout, data = job
+    dynamic = replace(settings, quant=QUANT_DEFAULTS["dynamic"])
+    exported = export_model(dynamic, layout, data)
+    first = quantize_model(dynamic, layout, data, exported)
+    before = evaluate_model(data, first.path, "per_image")
+    first.path.write_bytes(first.path.read_bytes()[:1_000_000])
+    again = quantize_model(dynamic, layout, data, exported)
+    assert again.built and "differs from the recorded" in caplog.text
+    after = evaluate_model(data, again.path, "per_image")
+    assert after.size_mib == pytest.approx(before.size_mib) and after.size_mib > 80
+    assert after.verification.accuracy == before.verification.accuracy
