@@ -1,15 +1,12 @@
 """Build the comparison report (reports/<sweep>/report.md + PNGs) from the MLflow runs of a sweep."""
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from facequant.config import ConfigError, MlflowConfig  # noqa: E402
-from facequant.report import Rule, compare  # noqa: E402
+from facequant.config import ConfigError, MlflowConfig
+from facequant.report import Rule, compare
 
 
 @hydra.main(config_path="../conf", config_name="compare", version_base="1.3")

@@ -1,33 +1,17 @@
-"""Sweeps as parent runs, the comparison report built from real runs, and its recommendation rule."""
+"""Sweeps as parent runs of real jobs, the report built from them, and runs that end on failure or signal."""
 
 from __future__ import annotations
 
-import re
+import signal
 import subprocess
 import sys
+import time
 
 import mlflow
-import pandas as pd
 import pytest
 
-from conftest import REPO, all_runs, job_runs, main, main_overrides
-
-pytestmark = pytest.mark.integration
-
-
-def compare(workdir, *overrides):
-    cmd = [
-        sys.executable,
-        str(REPO / "src" / "compare.py"),
-        f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
-        *overrides,
-    ]
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
-
-
-def parents(workdir):
-    df = all_runs(workdir)
-    return df[df.get("tags.facequant_sweep", pd.Series(dtype=str)) == "true"].reset_index(drop=True)
+from helpers import REPO, job_runs, main, main_overrides, parents
+from helpers import run_compare as compare
 
 
 def test_sweep_is_a_finished_parent_with_three_children(sweep):
@@ -92,108 +76,8 @@ def test_failing_job_fails_the_parent(sweep):
     assert "only 5532 LFW images" in kids[kids.status == "FAILED"]["tags.error"].iloc[0]
 
 
-def fake_run(client, experiment, parent, name, mode, accuracy, tar, size, latency, model="msceleb128"):
-    """A finished run shaped like a job's, with chosen numbers."""
-    run = client.create_run(
-        experiment,
-        run_name=name,
-        tags={
-            "mlflow.parentRunId": parent,
-            "is_baseline": str(mode == "fp32").lower(),
-            "dataset_fingerprint": "fp-6",
-            "git_commit": "abc",
-        },
-    )
-    rid = run.info.run_id
-    for key, value in {
-        "quant.mode": mode,
-        "model.name": model,
-        "model_info.weights_sha256": model * 4,
-        "dataset.folds": "10",
-        "calibration.method": "minmax",
-        "calibration.num_samples": "500",
-    }.items():
-        client.log_param(rid, key, value)
-    metrics = {
-        "accuracy": accuracy,
-        "accuracy_std": 0.004,
-        "tar_far_1e-3": tar,
-        "tar_far_1e-4": tar - 0.01,
-        "roc_auc": 0.99,
-        "eer": 0.01,
-        "size_mib": size,
-        "latency_p50_ms": latency,
-        "latency_p95_ms": latency,
-        "throughput_ips": 1000 / latency,
-        "genuine_mean": 0.7,
-        "genuine_std": 0.1,
-        "impostor_mean": 0.0,
-        "impostor_std": 0.1,
-        "threshold": 0.4,
-        "far_resolution": 1 / 3000,
-        "n_pairs": 6000,
-    }
-    for key, value in metrics.items():
-        client.log_metric(rid, key, value)
-    client.set_terminated(rid, "FINISHED")
-
-
-@pytest.fixture
-def fake_sweep(tmp_path):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    client = mlflow.MlflowClient()
-    experiment = client.create_experiment("facequant", artifact_location=str(tmp_path / "artifacts"))
-    parent = client.create_run(experiment, run_name="sweep", tags={"facequant_sweep": "true"}).info.run_id
-    client.set_terminated(parent, "FINISHED")
-    return client, experiment, parent
-
-
-def test_recommendation_refuses_a_lossy_variant_and_never_overstates_size(fake_sweep, tmp_path):
-    client, experiment, parent = fake_sweep
-    fake_run(client, experiment, parent, "fp32", "fp32", 0.9927, 0.97, 86.98, 18.0)
-    fake_run(client, experiment, parent, "int8_dynamic", "dynamic", 0.9925, 0.97, 86.35, 17.0)
-    fake_run(client, experiment, parent, "int8_static_qdq_minmax_500", "static", 0.9427, 0.90, 22.57, 6.2)
-    proc = compare(tmp_path, f"out={tmp_path / 'r'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = (tmp_path / "r" / "report.md").read_text()
-    assert "int8_static_qdq_minmax_500: not recommended: accuracy drop 5.00 pt > 0.50 pt" in text
-    assert "**Recommended: int8_dynamic**" in text
-    dynamic_claims = [line for line in text.splitlines() if "int8_dynamic" in line and "smaller" in line]
-    assert dynamic_claims and all("0.7% smaller (no meaningful size cut)" in line for line in dynamic_claims)
-    assert not re.search(r"\d\s*-\s*\d+x", text)  # no "3-4x" style claim anywhere
-
-
-def test_without_fp32_drops_are_na(fake_sweep, tmp_path):
-    client, experiment, parent = fake_sweep
-    fake_run(client, experiment, parent, "int8_static_qdq_minmax_500", "static", 0.99, 0.97, 22.57, 6.2)
-    proc = compare(tmp_path, f"out={tmp_path / 'r'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = (tmp_path / "r" / "report.md").read_text()
-    assert "drops, compression and speed-up are n/a (no baseline" in text
-    assert "No recommendation: this selection has no FP32 run" in text
-
-
-def test_mixed_models_are_compared_apart(fake_sweep, tmp_path):
-    client, experiment, parent = fake_sweep
-    fake_run(client, experiment, parent, "fp32", "fp32", 0.99, 0.97, 86.98, 18.0)
-    fake_run(client, experiment, parent, "fp32", "fp32", 0.97, 0.80, 89.6, 18.0, model="vggface2")
-    proc = compare(tmp_path, f"out={tmp_path / 'r'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = (tmp_path / "r" / "report.md").read_text()
-    assert "These runs mix 2 model/dataset combinations" in text
-    assert "## msceleb128 on LFW" in text and "## vggface2 on LFW" in text
-
-
-def test_no_matching_runs_is_a_clear_error(fake_sweep, tmp_path):
-    proc = compare(tmp_path, "filter=\"params.model.name = 'nothing'\"")
-    assert proc.returncode != 0
-    assert "no runs in sweep" in proc.stderr and "nothing" in proc.stderr
-
-
-def test_ctrl_c_fails_the_running_child_and_the_parent(sweep):
-    import signal
-    import time
-
+@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGINT, "KeyboardInterrupt"), (signal.SIGTERM, "Terminated")])
+def test_a_signal_ends_the_running_child_and_the_parent_killed(sweep, sig, reason):
     workdir, _ = sweep
     before = len(parents(workdir))
     proc = subprocess.Popen(
@@ -204,15 +88,17 @@ def test_ctrl_c_fails_the_running_child_and_the_parent(sweep):
         text=True,
     )
     deadline = time.time() + 120
-    while time.time() < deadline:  # wait until the job's run exists, then interrupt it
+    while time.time() < deadline:  # wait until the job's run exists, then signal the process
         kids = job_runs(workdir)
         if len(parents(workdir)) > before and (kids.status == "RUNNING").any():
             break
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     proc.wait(timeout=120)
+    assert proc.returncode != 0
     parent = parents(workdir).iloc[-1]
-    assert parent.status == "FAILED"
+    assert parent.status == "KILLED" and parent["tags.error"].startswith(reason)
     child = job_runs(workdir).iloc[-1]
     assert child["tags.mlflow.parentRunId"] == parent.run_id
-    assert child.status == "FAILED" and child["tags.error"].startswith("KeyboardInterrupt")
+    assert child.status == "KILLED" and child["tags.error"].startswith(reason)
+    assert child["params.quant.mode"] == "fp32"  # what was logged before the signal is kept

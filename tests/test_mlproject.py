@@ -9,12 +9,9 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-import pytest
 import yaml
 
-from conftest import LFW_ROOT, REPO, WEIGHTS_DIR
-
-pytestmark = pytest.mark.integration
+from helpers import LFW_ROOT, REPO, WEIGHTS_DIR
 
 
 def test_mlflow_run_nests_jobs_under_its_own_run(sweep, tmp_path):
@@ -26,7 +23,6 @@ def test_mlflow_run_nests_jobs_under_its_own_run(sweep, tmp_path):
         [
             f"dataset.root={LFW_ROOT}",
             "dataset.folds=1",
-            "dataset.download=false",
             f"model.weights_dir={WEIGHTS_DIR}",
             f"cache_dir={workdir / 'cache'}",
             "benchmark.iterations=20",
@@ -55,6 +51,7 @@ def test_mlflow_run_nests_jobs_under_its_own_run(sweep, tmp_path):
         f"overrides={overrides}",
     ]
     env = os.environ | {"MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_EXPERIMENT_ID", None)  # set by in-process runs of other tests; mlflow run takes one of the two
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = mlflow.search_runs(experiment_names=["facequant"], order_by=["attributes.start_time ASC"])

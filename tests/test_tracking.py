@@ -29,13 +29,15 @@ def test_finished_run_keeps_what_was_logged(cfg):
     assert run.data.tags["is_baseline"] == "true"
 
 
-@pytest.mark.parametrize("error", [RuntimeError("LFW not found"), KeyboardInterrupt()])
-def test_failure_ends_the_run_failed_with_the_reason(cfg, error):
+@pytest.mark.parametrize(
+    ("error", "status"), [(RuntimeError("LFW not found"), "FAILED"), (KeyboardInterrupt(), "KILLED")]
+)
+def test_failure_ends_the_run_failed_with_the_reason(cfg, error, status):
     with pytest.raises(type(error)), job_run(cfg, "int8", {}):
         log_metrics({"n_pairs": 600})
         raise error
     run = only_run(cfg)
-    assert run.info.status == "FAILED"
+    assert run.info.status == status
     assert run.data.tags["error"].startswith(type(error).__name__)
     assert run.data.metrics["n_pairs"] == 600  # nothing already logged is lost
     assert mlflow.active_run() is None

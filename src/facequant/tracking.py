@@ -1,10 +1,10 @@
-"""Every MLflow call of the project: runs that always end, params, metrics, artifacts and the ONNX model."""
+"""Every MLflow call of the project: job and sweep runs that always end, logging, and reading runs back as records."""
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -15,19 +15,36 @@ from typing import Any
 import mlflow
 import numpy as np
 import onnx
-import pandas as pd
-from hydra.experimental.callback import Callback
+import requests
+from filelock import FileLock
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
-from omegaconf import DictConfig, OmegaConf
 
 from facequant.config import MlflowConfig
+from facequant.schema import MODEL_ARTIFACT, REPORT_DIR, Param, RunRecord, Tag
 
 log = logging.getLogger(__name__)
 
-# Set by SweepCallback for the jobs of a Hydra multirun: the parent run they nest under.
-PARENT_ENV = "FACEQUANT_PARENT_RUN_ID"
-SWEEP_TAG = "facequant_sweep"
-COMPARISON_TAG = "facequant_comparison"
+PROBE_TIMEOUT_S = 5
+PROBE_TRIES = 3
+
+
+class TrackingError(RuntimeError):
+    """The tracking server does not answer, or refuses the request."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; a BaseException, so that Hydra's job runner does not swallow it and runs end KILLED."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(f"SIGTERM (signal {signum}): the process was asked to stop")
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM (kill, docker stop, Slurm pre-emption) into an exception, as Ctrl-C already is."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def git_commit() -> str:
@@ -57,36 +74,119 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def configure(cfg: MlflowConfig) -> None:
-    """Tracking URI and experiment; inside a sweep or `mlflow run`, the experiment of that outer run."""
-    mlflow.set_tracking_uri(cfg.tracking_uri)
-    outer = os.environ.get(PARENT_ENV) or os.environ.get("MLFLOW_RUN_ID")
-    if outer:
-        mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(outer).info.experiment_id)
-    else:
-        mlflow.set_experiment(cfg.experiment)
+def probe(uri: str) -> None:
+    """Fail fast, naming the URI, when an HTTP tracking server does not answer or refuses requests."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    error: Exception | None = None
+    for attempt in range(PROBE_TRIES):
+        try:
+            response = requests.get(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S)
+        except requests.RequestException as exc:
+            error = exc
+            time.sleep(attempt + 1)
+            continue
+        if response.ok:
+            return
+        raise TrackingError(
+            f"the MLflow tracking server at {uri} refuses the request (HTTP {response.status_code} on /health); "
+            "check its address, credentials (MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN) and proxy"
+        )
+    raise TrackingError(
+        f"the MLflow tracking server at {uri} does not answer ({type(error).__name__}); start it "
+        "(`mlflow server --host 127.0.0.1 --port 5000 ...`) or set mlflow.tracking_uri to a reachable server"
+    )
+
+
+def use_store(uri: str) -> None:
+    """Point MLflow at uri; a new SQLite file gets its tables under a file lock, so concurrent sweeps don't race."""
+    probe(uri)
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(db) + ".lock"):
+            mlflow.MlflowClient().search_experiments(max_results=1)  # creates or migrates the schema
+
+
+def _experiment_id(client: mlflow.MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:  # created meanwhile by a concurrent sweep
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _end_status(exc: BaseException) -> str:
+    return "KILLED" if isinstance(exc, KeyboardInterrupt | Terminated) else "FAILED"
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:5000] if str(exc) else type(exc).__name__
 
 
 @contextmanager
-def job_run(cfg: MlflowConfig, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
-    """One run per job; an exception (or Ctrl-C) ends it FAILED with the error, never leaving it RUNNING.
-
-    In a sweep the run is a child of the sweep's parent run.
-    """
-    configure(cfg)
-    parent = os.environ.get(PARENT_ENV)
-    run = mlflow.start_run(run_name=run_name, tags=dict(tags), parent_run_id=parent)
+def job_run(
+    cfg: MlflowConfig, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+) -> Iterator[str]:
+    """One run per job, a child of parent_run_id in a sweep; it ends FINISHED, FAILED (an error) or KILLED
+    (Ctrl-C, SIGTERM) with the reason in tag `error`, and never stays RUNNING."""
+    use_store(cfg.tracking_uri)
+    outer = parent_run_id or os.environ.get("MLFLOW_RUN_ID")
+    client = mlflow.MlflowClient()
+    if outer:
+        mlflow.set_experiment(experiment_id=client.get_run(outer).info.experiment_id)
+    else:
+        mlflow.set_experiment(experiment_id=_experiment_id(client, cfg.experiment))
+    run = mlflow.start_run(run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id)
     try:
         yield run.info.run_id
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
+        status = _end_status(exc)
         try:
-            mlflow.set_tag("error", message[:5000])
+            mlflow.set_tag(Tag.ERROR, _error_text(exc))
         finally:
-            mlflow.end_run(status="FAILED")
-        log.error("run %s (%s) FAILED: %s", run.info.run_id, run_name, message)
+            mlflow.end_run(status=status)
+        log.error("run %s (%s) %s: %s", run.info.run_id, run_name, status, _error_text(exc))
         raise
     mlflow.end_run(status="FINISHED")
+
+
+@contextmanager
+def sweep_run(cfg: MlflowConfig, overrides: str, sweep_dir: str, jobs: int, dropped: int) -> Iterator[str]:
+    """The parent run of a multirun (or the run `mlflow run` made): FINISHED only if every child finished."""
+    use_store(cfg.tracking_uri)
+    client = mlflow.MlflowClient()
+    tags = {
+        Tag.SWEEP: "true",
+        Tag.GIT_COMMIT: git_commit(),
+        Tag.SWEEP_OVERRIDES: overrides[:5000],
+        Tag.SWEEP_JOBS: str(jobs),
+        Tag.SWEEP_DROPPED: str(dropped),
+    }
+    parent = os.environ.pop("MLFLOW_RUN_ID", None)  # a child must not resume the run `mlflow run` made
+    if parent:
+        for key, value in tags.items():
+            client.set_tag(parent, key, value)
+    else:
+        name = "sweep " + time.strftime("%Y-%m-%d %H:%M:%S")
+        parent = client.create_run(_experiment_id(client, cfg.experiment), run_name=name, tags=tags).info.run_id
+    client.log_param(parent, Param.SWEEP_DIR, sweep_dir)
+    log.info("sweep parent run %s: %d job(s), %d repeat(s) dropped", parent, jobs, dropped)
+    status = "FAILED"
+    try:
+        yield parent
+        statuses = [run.status for run in child_runs(parent)]
+        status = "FINISHED" if statuses and all(s == "FINISHED" for s in statuses) else "FAILED"
+    except BaseException as exc:
+        status = _end_status(exc)
+        client.set_tag(parent, Tag.ERROR, _error_text(exc))
+        raise
+    finally:
+        client.set_terminated(parent, status)
+        log.info("sweep parent run %s ended %s", parent, status)
 
 
 def log_params(params: Mapping[str, Any]) -> None:
@@ -111,100 +211,91 @@ def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
 
 
 def log_onnx_model(path: Path, example_in: np.ndarray, example_out: np.ndarray) -> None:
-    """Log the ONNX file as the run's model 'model', with its tensor signature, in one file."""
+    """Log the ONNX file as the run's model, with its tensor signature, in one file."""
     mlflow.onnx.log_model(
         onnx.load(str(path)),
-        name="model",
+        name=MODEL_ARTIFACT,
         signature=infer_signature(example_in, example_out),
         save_as_external_data=False,
     )
 
 
-class SweepCallback(Callback):
-    """Hydra callback: a multirun is one parent MLflow run, its jobs are child runs.
-
-    The parent ends FINISHED when every child did and FAILED otherwise, also on Ctrl-C or a failing job
-    (Hydra then skips on_multirun_end, so an atexit hook closes it). Under `mlflow run`, MLFLOW_RUN_ID names
-    the run MLflow made: it becomes the parent, and is removed from the environment so that the first child
-    does not resume (overwrite) it.
-    """
-
-    def __init__(self) -> None:
-        self.parent: str | None = None
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        cfg = MlflowConfig(**OmegaConf.to_container(config.mlflow, resolve=True))
-        mlflow.set_tracking_uri(cfg.tracking_uri)
-        client = mlflow.MlflowClient()
-        overrides = " ".join(config.hydra.overrides.task)
-        tags = {SWEEP_TAG: "true", "git_commit": git_commit(), "sweep.overrides": overrides[:5000]}
-        outer = os.environ.pop("MLFLOW_RUN_ID", None)
-        if outer:
-            self.parent = outer
-            for key, value in tags.items():
-                client.set_tag(outer, key, value)
-        else:
-            experiment = client.get_experiment_by_name(cfg.experiment)
-            experiment_id = experiment.experiment_id if experiment else client.create_experiment(cfg.experiment)
-            name = "sweep " + time.strftime("%Y-%m-%d %H:%M:%S")
-            self.parent = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        client.log_param(self.parent, "sweep.dir", str(config.hydra.sweep.dir))
-        os.environ[PARENT_ENV] = self.parent
-        atexit.register(self._close, interrupted=True)
-        log.info("sweep parent run %s", self.parent)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._close(interrupted=False)
-
-    def _close(self, interrupted: bool) -> None:
-        if self.parent is None:
-            return
-        parent, self.parent = self.parent, None
-        os.environ.pop(PARENT_ENV, None)
-        statuses = [run.info.status for run in child_runs(parent)]
-        ok = not interrupted and statuses and all(status == "FINISHED" for status in statuses)
-        mlflow.MlflowClient().set_terminated(parent, "FINISHED" if ok else "FAILED")
-        log.info("sweep parent run %s ended %s", parent, "FINISHED" if ok else "FAILED")
+def record(run: Run) -> RunRecord:
+    """The only place that maps an MLflow run onto the schema's record."""
+    return RunRecord(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        name=run.info.run_name or run.data.tags.get(Tag.RUN_NAME, ""),
+        status=run.info.status,
+        start_time=int(run.info.start_time or 0),
+        tags=dict(run.data.tags),
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+    )
 
 
-def child_runs(parent: str) -> list:
+def _search(experiment_id: str, filter_string: str, order: str = "ASC", limit: int | None = None) -> list[RunRecord]:
     client = mlflow.MlflowClient()
-    experiment = client.get_run(parent).info.experiment_id
-    return client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string,
+            order_by=[f"attributes.start_time {order}"],
+            max_results=limit or 1000,
+            page_token=token,
+        )
+        runs += list(page)
+        token = page.token
+        if not token or limit:
+            return [record(r) for r in runs]
+
+
+def _parent_filter(parent: str) -> str:
+    return f"tags.`{Tag.PARENT}` = '{parent}'"
+
+
+def child_runs(parent: str) -> list[RunRecord]:
+    experiment = mlflow.MlflowClient().get_run(parent).info.experiment_id
+    return _search(experiment, _parent_filter(parent))
 
 
 class SelectionError(LookupError):
     """No runs match what compare was asked to report on."""
 
 
-def select_runs(cfg: MlflowConfig, sweep: str | None, filter_string: str | None) -> tuple[pd.DataFrame, str | None]:
+def select_runs(cfg: MlflowConfig, sweep: str | None, filter_string: str | None) -> tuple[list[RunRecord], str | None]:
     """Runs to compare, oldest first: the children of `sweep`, else of the latest sweep, else every job run of
     the experiment; `filter_string` (MLflow search syntax) narrows them. Returns the runs and the sweep id."""
-    mlflow.set_tracking_uri(cfg.tracking_uri)
+    use_store(cfg.tracking_uri)
     client = mlflow.MlflowClient()
     if sweep is not None:
-        experiment_id = client.get_run(sweep).info.experiment_id
+        try:
+            experiment_id = client.get_run(sweep).info.experiment_id
+        except MlflowException:
+            raise SelectionError(
+                f"no run {sweep} at {cfg.tracking_uri}: pass sweep=<run id of a sweep parent> (see the parent runs "
+                "tagged facequant_sweep=true), or leave sweep unset for the latest sweep"
+            ) from None
     else:
         experiment = client.get_experiment_by_name(cfg.experiment)
         if experiment is None:
             raise SelectionError(f"no experiment {cfg.experiment!r} at {cfg.tracking_uri}; set mlflow.experiment")
         experiment_id = experiment.experiment_id
-        latest = client.search_runs(
-            [experiment_id], f"tags.{SWEEP_TAG} = 'true'", order_by=["attributes.start_time DESC"], max_results=1
-        )
-        sweep = latest[0].info.run_id if latest else None
-    filters = [f"tags.mlflow.parentRunId = '{sweep}'"] if sweep else []
+        latest = _search(experiment_id, f"tags.{Tag.SWEEP} = 'true'", order="DESC", limit=1)
+        sweep = latest[0].run_id if latest else None
+    filters = [_parent_filter(sweep)] if sweep else []
     filters += [filter_string] if filter_string else []
-    runs = mlflow.search_runs(
-        [experiment_id], " and ".join(filters), order_by=["attributes.start_time ASC"], max_results=5000
-    )
-    for tag in (SWEEP_TAG, COMPARISON_TAG):
-        if f"tags.{tag}" in runs:
-            runs = runs[runs[f"tags.{tag}"].isna()]
-    if runs.empty:
+    try:
+        runs = _search(experiment_id, " and ".join(filters))
+    except MlflowException as exc:
+        raise SelectionError(f"MLflow rejected the filter {filter_string!r}: {exc.message}") from None
+    runs = [r for r in runs if r.tag(Tag.SWEEP) is None and r.tag(Tag.COMPARISON) is None]
+    if not runs:
         where = f"sweep {sweep}" if sweep else f"experiment {cfg.experiment!r}"
         raise SelectionError(f"no runs in {where}" + (f" match {filter_string!r}" if filter_string else ""))
-    return runs.reset_index(drop=True), sweep
+    return runs, sweep
 
 
 def download_artifact(run_id: str, path: str, dst: Path) -> Path | None:
@@ -221,11 +312,11 @@ def log_report(files: list[Path], sweep: str | None, experiment_id: str) -> str:
     run_id = (
         sweep
         or client.create_run(
-            experiment_id, run_name="comparison " + time.strftime("%Y-%m-%d %H:%M:%S"), tags={COMPARISON_TAG: "true"}
+            experiment_id, run_name="comparison " + time.strftime("%Y-%m-%d %H:%M:%S"), tags={Tag.COMPARISON: "true"}
         ).info.run_id
     )
     for path in files:
-        client.log_artifact(run_id, str(path), "report")
+        client.log_artifact(run_id, str(path), REPORT_DIR)
     if sweep is None:
         client.set_terminated(run_id, "FINISHED")
     return run_id
