@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -81,18 +82,15 @@ def plot_histograms(curves: dict[str, pd.DataFrame], thresholds: dict[str, float
     return _save(fig, out)
 
 
-def plot_pareto(table: pd.DataFrame, out: Path) -> Path:
-    """Accuracy against batch-1 latency and against size; table has name, accuracy, latency_p50_ms, size_mib."""
+def plot_pareto(
+    names: Sequence[str], accuracy: Sequence[float], latency_ms: Sequence[float], size_mib: Sequence[float], out: Path
+) -> Path:
+    """Accuracy against batch-1 latency and against size, one annotated point per variant."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, column, label in (
-        (axes[0], "latency_p50_ms", "latency p50, batch 1 (ms)"),
-        (axes[1], "size_mib", "size (MiB)"),
-    ):
-        ax.scatter(table[column], table["accuracy"])
-        for _, row in table.iterrows():
-            ax.annotate(
-                row["name"], (row[column], row["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
+    for ax, xs, label in ((axes[0], latency_ms, "latency p50, batch 1 (ms)"), (axes[1], size_mib, "size (MiB)")):
+        ax.scatter(xs, accuracy)
+        for name, x, y in zip(names, xs, accuracy, strict=True):
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label)
         ax.set_ylabel("10-fold accuracy")
         ax.grid(True, alpha=0.3)

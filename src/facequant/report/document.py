@@ -1,0 +1,128 @@
+"""The report file: a header, then one section per comparable group of runs, with its figures beside it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from facequant.plots import plot_calibration_grid, plot_histograms, plot_pareto, plot_rocs
+from facequant.report.rule import Rule
+from facequant.report.sections import (
+    comparison_lines,
+    distribution_lines,
+    params,
+    recommendation_lines,
+    summary_lines,
+    tags,
+    technical_lines,
+)
+from facequant.report.table import Table, groups, variant_table
+from facequant.schema import Metric, Param, RunRecord, Tag
+
+REPORT_MD = "report.md"
+
+
+def calibration_grid(table: Table) -> pd.DataFrame | None:
+    """Accuracy drop (pt) by calibration method x num_samples, when the static variants vary them.
+
+    None when static variants that differ in other settings would share a cell: one number cannot show both.
+    """
+    if table.baseline is None:
+        return None
+    cells: dict[tuple[str, int], list[float]] = {}
+    for row in table.rows:
+        method, samples = row.run.param(Param.CALIBRATION_METHOD), row.run.param(Param.CALIBRATION_NUM_SAMPLES)
+        if row.run.param(Param.QUANT_MODE) == "static" and method is not None and samples is not None:
+            cells.setdefault((method, int(samples)), []).append(100 * row.accuracy_drop)
+    methods, counts = {method for method, _ in cells}, {samples for _, samples in cells}
+    if (len(methods) < 2 and len(counts) < 2) or any(len(drops) > 1 for drops in cells.values()):
+        return None
+    frame = pd.DataFrame([(m, n, drops[0]) for (m, n), drops in cells.items()], columns=["method", "samples", "drop"])
+    return frame.pivot(index="method", columns="samples", values="drop")
+
+
+def group_section(
+    runs: Sequence[RunRecord], curves: Mapping[str, pd.DataFrame], rule: Rule, out: Path, prefix: str
+) -> tuple[list[str], list[Path]]:
+    """Summary, table, distributions, recommendation, plots and details of one group; its lines and PNGs."""
+    table = variant_table(runs)
+    rows = table.rows
+    plots = [
+        plot_pareto(
+            [r.label for r in rows],
+            [r.metric(Metric.ACCURACY) for r in rows],
+            [r.metric(Metric.LATENCY_P50_MS) for r in rows],
+            [r.metric(Metric.SIZE_MIB) for r in rows],
+            out / f"{prefix}pareto.png",
+        )
+    ]
+    scored = {r.label: curves[r.run.run_id] for r in rows if r.run.run_id in curves}
+    if scored:
+        thresholds = {r.label: r.metric(Metric.THRESHOLD) for r in rows}
+        plots[:0] = [
+            plot_rocs(scored, out / f"{prefix}roc.png"),
+            plot_histograms(scored, thresholds, out / f"{prefix}histograms.png"),
+        ]
+    grid = calibration_grid(table)
+    if grid is not None:
+        plots.append(plot_calibration_grid(grid, out / f"{prefix}calibration_grid.png"))
+    lines = ["### Executive summary", "", *summary_lines(table), "", "### Detailed comparison", ""]
+    lines += [*comparison_lines(table), ""]
+    if table.repeats:
+        lines += [f"({table.repeats} repeated run(s) of the same variant: the latest of each is shown.)", ""]
+    lines += ["### Similarity distributions", "", *distribution_lines(table), ""]
+    lines += ["### Recommendations", "", *recommendation_lines(table, rule), ""]
+    lines += ["### Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
+    lines += ["### Technical details", "", *technical_lines(runs, table), ""]
+    return lines, plots
+
+
+def build_report(
+    runs: Sequence[RunRecord], curves: Mapping[str, pd.DataFrame], rule: Rule, out: Path, title: str
+) -> list[Path]:
+    """Write out/report.md and its PNGs from the selected runs (curves: run id -> scores.csv rows).
+
+    Returns the files written, report.md last, so that exactly these are logged.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    finished = [run for run in runs if run.finished]
+    failed = [run for run in runs if not run.finished]
+    lines = [
+        f"# {title}",
+        "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {len(runs)} MLflow run(s); git commit(s) "
+        f"{tags(runs, Tag.GIT_COMMIT)}.",
+        f"Machine: {params(runs, Param.CPU_MODEL)}; ISA {params(runs, Param.CPU_ISA)}.",
+        "",
+    ]
+    if failed:
+        lines += [
+            "Runs that did not finish (left out): "
+            + ", ".join(f"{run.name} ({run.status}: {run.error or 'no error recorded'})" for run in failed),
+            "",
+        ]
+    if not finished:
+        lines += ["No finished runs to compare."]
+    split = groups(finished)
+    if len(split) > 1:
+        lines += [
+            f"**These runs mix {len(split)} model/dataset combinations; each is compared only with runs of "
+            "the same model weights, dataset fingerprint and folds.**",
+            "",
+        ]
+    files = []
+    for i, group in enumerate(split):
+        lines += [
+            f"## {params(group, Param.MODEL_NAME)} on LFW ({params(group, Param.DATASET_FOLDS)} folds, dataset "
+            f"{tags(group, Tag.DATASET_FINGERPRINT)})",
+            "",
+        ]
+        section, plots = group_section(group, curves, rule, out, f"g{i}_" if len(split) > 1 else "")
+        lines += section
+        files += plots
+    path = out / REPORT_MD
+    path.write_text("\n".join(lines) + "\n")
+    return [*files, path]

@@ -1,0 +1,156 @@
+"""The comparison report from runs stored in MLflow, through the compare entrypoint; no LFW or model needed."""
+
+from __future__ import annotations
+
+import re
+
+import mlflow
+import pytest
+
+from facequant.schema import Metric, Param, Tag
+from helpers import run_compare
+
+ARCHITECTURE = "facenet-pytorch InceptionResnetV1"
+INPUT = "float32 NCHW RGB 160x160 after preprocessing; output L2-normalised embedding"
+# (accuracy, TAR@FAR=1e-3, size) of the FP32 model a quantized job compared itself with.
+FP32 = (0.9927, 0.97, 86.98)
+
+
+def fake_run(
+    client: mlflow.MlflowClient,
+    experiment: str,
+    parent: str,
+    name: str,
+    mode: str,
+    accuracy: float,
+    tar: float,
+    size: float,
+    latency: float,
+    model: str = "msceleb128",
+    key: str | None = None,
+) -> str:
+    """A finished run shaped like a job's, with chosen numbers and the drops its job would log."""
+    baseline = (accuracy, tar, size) if mode == "fp32" else FP32
+    run = client.create_run(
+        experiment,
+        run_name=name,
+        tags={
+            Tag.PARENT: parent,
+            Tag.VARIANT: name,
+            Tag.VARIANT_KEY: key or f"{model}-{name}",
+            Tag.IS_BASELINE: str(mode == "fp32").lower(),
+            Tag.MODEL: model,
+            Tag.DATASET_FINGERPRINT: "fp-6",
+            Tag.GIT_COMMIT: "abc",
+        },
+    )
+    rid = run.info.run_id
+    params = {
+        Param.QUANT_MODE: mode,
+        Param.MODEL_NAME: model,
+        Param.MODEL_WEIGHTS_SHA256: model * 4,
+        Param.MODEL_ARCHITECTURE: ARCHITECTURE,
+        Param.MODEL_INPUT: INPUT,
+        Param.MODEL_EMBEDDING_SIZE: "128",
+        Param.DATASET_FOLDS: "10",
+    }
+    if mode == "static":  # only static variants log calibration
+        params |= {Param.CALIBRATION_METHOD: "minmax", Param.CALIBRATION_NUM_SAMPLES: "500"}
+    for key_, value in params.items():
+        client.log_param(rid, key_, value)
+    metrics = {
+        Metric.ACCURACY: accuracy,
+        Metric.ACCURACY_STD: 0.004,
+        Metric.TAR_FAR_1E3: tar,
+        Metric.TAR_FAR_1E4: tar - 0.01,
+        Metric.ROC_AUC: 0.99,
+        Metric.EER: 0.01,
+        Metric.SIZE_MIB: size,
+        Metric.LATENCY_P50_MS: latency,
+        Metric.LATENCY_P95_MS: latency,
+        Metric.THROUGHPUT_IPS: 1000 / latency,
+        Metric.GENUINE_MEAN: 0.7,
+        Metric.GENUINE_STD: 0.1,
+        Metric.IMPOSTOR_MEAN: 0.0,
+        Metric.IMPOSTOR_STD: 0.1,
+        Metric.THRESHOLD: 0.4,
+        Metric.FAR_RESOLUTION: 1 / 3000,
+        Metric.N_PAIRS: 6000,
+        Metric.ACCURACY_DROP: baseline[0] - accuracy,
+        Metric.TAR_FAR_1E3_DROP: baseline[1] - tar,
+        Metric.COMPRESSION_RATIO: baseline[2] / size,
+    }
+    for key_, value in metrics.items():
+        client.log_metric(rid, key_, value)
+    client.set_terminated(rid, "FINISHED")
+    return rid
+
+
+@pytest.fixture
+def fake_sweep(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment("facequant", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(experiment, run_name="sweep", tags={Tag.SWEEP: "true"}).info.run_id
+    client.set_terminated(parent, "FINISHED")
+    return client, experiment, parent
+
+
+def test_recommendation_refuses_a_lossy_variant_and_never_overstates_size(fake_sweep, tmp_path):
+    client, experiment, parent = fake_sweep
+    fake_run(client, experiment, parent, "fp32", "fp32", 0.9927, 0.97, 86.98, 18.0)
+    fake_run(client, experiment, parent, "int8_dynamic", "dynamic", 0.9925, 0.97, 86.35, 17.0)
+    fake_run(client, experiment, parent, "int8_static_qdq_minmax_500", "static", 0.9427, 0.90, 22.57, 6.2)
+    proc = run_compare(tmp_path, f"out={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "int8_static_qdq_minmax_500: not recommended: accuracy drop 5.00 pt > 0.50 pt" in text
+    assert "**Recommended: int8_dynamic**" in text
+    dynamic_claims = [line for line in text.splitlines() if "int8_dynamic" in line and "smaller" in line]
+    assert dynamic_claims and all("0.7% smaller (no meaningful size cut)" in line for line in dynamic_claims)
+    assert not re.search(r"\d\s*-\s*\d+x", text)  # no "3-4x" style claim anywhere
+    assert f"- Architecture: {ARCHITECTURE} (128-d embedding); input: {INPUT};" in text
+    logged = {a.path for a in client.list_artifacts(parent, "report")}
+    assert logged == {"report/report.md", "report/pareto.png"}
+
+
+def test_without_fp32_drops_are_na(fake_sweep, tmp_path):
+    client, experiment, parent = fake_sweep
+    fake_run(client, experiment, parent, "int8_static_qdq_minmax_500", "static", 0.99, 0.97, 22.57, 6.2)
+    proc = run_compare(tmp_path, f"out={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "drops, compression and speed-up are n/a (no baseline" in text
+    assert "No recommendation: this selection has no FP32 run" in text
+
+
+def test_repeats_collapse_and_distinct_settings_stay_apart(fake_sweep, tmp_path):
+    client, experiment, parent = fake_sweep
+    fake_run(client, experiment, parent, "fp32", "fp32", 0.9927, 0.97, 86.98, 18.0)
+    fake_run(client, experiment, parent, "fp32", "fp32", 0.9927, 0.97, 86.98, 16.0)
+    for key, accuracy in (("aaaaaaaa1", 0.9920), ("bbbbbbbb2", 0.9910)):
+        fake_run(client, experiment, parent, "int8_static_qdq_minmax_500", "static", accuracy, 0.97, 22.57, 5, key=key)
+    proc = run_compare(tmp_path, f"out={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "(1 repeated run(s) of the same variant: the latest of each is shown.)" in text
+    assert "| fp32 | 0.9927 | 0.0040 |" in text and "| 16.00 | 16.00 | 1.00x |" in text
+    assert "| int8_static_qdq_minmax_500 (aaaaaaaa) | 0.9920 |" in text
+    assert "| int8_static_qdq_minmax_500 (bbbbbbbb) | 0.9910 |" in text
+
+
+def test_mixed_models_are_compared_apart(fake_sweep, tmp_path):
+    client, experiment, parent = fake_sweep
+    fake_run(client, experiment, parent, "fp32", "fp32", 0.99, 0.97, 86.98, 18.0)
+    fake_run(client, experiment, parent, "fp32", "fp32", 0.97, 0.80, 89.6, 18.0, model="vggface2")
+    proc = run_compare(tmp_path, f"out={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "These runs mix 2 model/dataset combinations" in text
+    assert "## msceleb128 on LFW" in text and "## vggface2 on LFW" in text
+
+
+def test_no_matching_runs_is_a_clear_error(fake_sweep, tmp_path):
+    proc = run_compare(tmp_path, "filter=\"params.model.name = 'nothing'\"")
+    assert proc.returncode != 0
+    assert "no runs in sweep" in proc.stderr and "nothing" in proc.stderr
