@@ -5,8 +5,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from facequant import tracking
 from facequant.config import ConfigError, MlflowConfig
-from facequant.report import Rule, compare
+from facequant.report import Rule, compare, register_recommended
 
 
 @hydra.main(config_path="../conf", config_name="compare", version_base="1.3")
@@ -15,14 +16,13 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError(
             "max_drop, max_tar_drop and latency_tolerance are fractions in [0, 1], e.g. max_drop=0.005 for 0.5 pt"
         )
-    report = compare(
-        MlflowConfig(**cfg.mlflow),
-        cfg.sweep,
-        cfg.filter,
-        Path(cfg.out) if cfg.out else None,
-        Rule(cfg.max_drop, cfg.max_tar_drop, cfg.latency_tolerance),
-    )
-    print(f"report written to {report}")
+    mlflow_cfg = MlflowConfig(**cfg.mlflow)
+    rule = Rule(cfg.max_drop, cfg.max_tar_drop, cfg.latency_tolerance)
+    result = compare(mlflow_cfg, cfg.sweep, cfg.filter, Path(cfg.out) if cfg.out else None, rule)
+    print(f"report written to {result.report}")
+    print(f"MLflow runs: {tracking.ui_link(mlflow_cfg.tracking_uri, result.experiment_id)}")
+    if cfg.register:
+        print(register_recommended(result, cfg.register, cfg.alias, rule))
 
 
 if __name__ == "__main__":

@@ -41,9 +41,13 @@ def test_calibration_sweep_runs_each_distinct_job_once(tmp_path):
         "calibration=minmax,entropy,percentile",
         "calibration.num_samples=100,500",
     )
-    _, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode != 0 and "LFW not found" in err  # every job failed, and the multirun says so
     (parent,) = [r for _, r in parents(tmp_path).iterrows()]
+    experiment = mlflow.MlflowClient().get_experiment(parent.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
+    link = f"http://127.0.0.1:5000/#/experiments/{parent.experiment_id}/runs?workflowType=machine_learning"
+    assert f"MLflow runs of this sweep: {link}" in out
     assert parent.status == "FAILED"
     assert (parent["tags.sweep.jobs"], parent["tags.sweep.dropped_repeats"]) == ("8", "10")
     kids = job_runs(tmp_path)

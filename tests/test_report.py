@@ -297,7 +297,9 @@ def test_compare_reports_on_the_selected_records_and_logs_what_it_wrote(tmp_path
     monkeypatch.setattr(
         tracking, "log_report", lambda files, sweep, experiment: logged.append((files, sweep, experiment))
     )
-    path = report.compare(MlflowConfig(), None, None, tmp_path / "out", Rule())
+    result = report.compare(MlflowConfig(), None, None, tmp_path / "out", Rule())
+    path = result.report
+    assert result.recommended is not None and result.recommended.run is runs[1]
     assert path == tmp_path / "out" / "report.md"
     assert "# FaceNet INT8 quantization report: sweep sweep-1" in path.read_text()
     ((files, sweep, experiment),) = logged

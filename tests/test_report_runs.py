@@ -154,3 +154,69 @@ def test_no_matching_runs_is_a_clear_error(fake_sweep, tmp_path):
     proc = run_compare(tmp_path, "filter=\"params.model.name = 'nothing'\"")
     assert proc.returncode != 0
     assert "no runs in sweep" in proc.stderr and "nothing" in proc.stderr
+
+
+def log_tiny_onnx(run_id: str, tmp_path) -> None:
+    """A real ONNX embedding model (NCHW faces -> L2-normalised 4-d vectors) logged as the run's model."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from facequant import tracking
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(3 * 8 * 8, 4)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([-1, 3 * 8 * 8], np.int64), "shape")
+    nodes = [
+        helper.make_node("Reshape", ["input", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["raw"]),
+        helper.make_node("LpNormalization", ["raw"], ["embedding"], axis=1, p=2),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 4])],
+        [weight, shape],
+    )
+    path = tmp_path / f"{run_id}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    example = np.zeros((1, 3, 8, 8), np.float32)
+    with mlflow.start_run(run_id=run_id):
+        tracking.log_onnx_model(path, example, np.zeros((1, 4), np.float32))
+    mlflow.MlflowClient().set_terminated(run_id, "FINISHED")
+
+
+def test_register_puts_the_alias_and_the_evidence_on_the_recommended_version(fake_sweep, tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    client, experiment, parent = fake_sweep
+    fake_run(client, experiment, parent, "fp32", "fp32", 0.9927, 0.97, 86.98, 18.0)
+    static = fake_run(client, experiment, parent, "int8_static_qdq_minmax_500", "static", 0.9925, 0.97, 22.57, 6.0)
+    log_tiny_onnx(static, tmp_path)
+    proc = run_compare(tmp_path, f"out={tmp_path / 'r'}", "register=facenet-test")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "registered int8_static_qdq_minmax_500 as facenet-test version 1, alias int8-recommended" in proc.stdout
+    assert "#/experiments/" in proc.stdout and "workflowType=machine_learning" in proc.stdout
+    version = client.get_model_version_by_alias("facenet-test", "int8-recommended")
+    assert version.run_id == static and str(version.version) == "1"
+    assert version.tags["facequant.accuracy_drop"] == "0.0002"
+    assert version.tags["facequant.sweep"] == parent and version.tags["facequant.dataset_fingerprint"] == "fp-6"
+    assert version.tags["facequant.rule"].startswith("the fastest variant")
+    model = mlflow.onnx.load_model("models:/facenet-test@int8-recommended")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    face = np.random.default_rng(1).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    (embedding,) = session.run(None, {"input": face})[0]
+    assert embedding.shape == (4,) and abs(np.linalg.norm(embedding) - 1) < 1e-5
+
+
+def test_nothing_is_registered_when_the_rule_refuses_every_variant(fake_sweep, tmp_path):
+    client, experiment, parent = fake_sweep
+    fake_run(client, experiment, parent, "fp32", "fp32", 0.9927, 0.97, 86.98, 18.0)
+    lossy = fake_run(client, experiment, parent, "int8_static_qdq_minmax_500", "static", 0.9427, 0.90, 22.57, 6.0)
+    log_tiny_onnx(lossy, tmp_path)
+    proc = run_compare(tmp_path, f"out={tmp_path / 'r'}", "register=facenet-test")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "nothing registered as facenet-test: no quantized variant meets the rule" in proc.stdout
+    assert "accuracy drop 5.00 pt > 0.50 pt" in proc.stdout
+    assert client.search_registered_models() == []

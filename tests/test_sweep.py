@@ -114,3 +114,18 @@ def test_quantized_variant_alone_computes_its_baseline(lfw_root, tmp_path):
     assert "no cached FP32 baseline" in proc.stderr + proc.stdout
     assert job_runs(tmp_path).status.tolist() == ["FINISHED"]  # a single run has no sweep parent
     assert abs(run["metrics.accuracy_drop"]) < 0.01 and run["metrics.compression_ratio"] > 1.0
+
+
+def test_evaluation_and_calibration_sets_are_dataset_inputs(sweep):
+    workdir, df = sweep
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    for _, row in df.iterrows():
+        inputs = mlflow.get_run(row.run_id).inputs.dataset_inputs
+        by_context = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset for i in inputs}
+        evaluation = by_context["evaluation"]
+        assert evaluation.name == "lfw-pairs" and evaluation.digest == row["tags.dataset_fingerprint"] + "-f1"
+        assert evaluation.source.endswith("pairs.txt")
+        if row["params.quant.mode"] == "static":
+            assert by_context["calibration"].name == "lfw-calibration" and len(by_context["calibration"].digest) == 16
+        else:
+            assert "calibration" not in by_context

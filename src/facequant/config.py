@@ -187,6 +187,7 @@ class MlflowConfig:
 
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "facequant"
+    system_metrics: bool = False  # MLflow's CPU/memory sampling on each job run
 
 
 def _suffix(values: dict[str, Any], defaults: dict[str, Any]) -> list[str]:

@@ -98,6 +98,13 @@ def _run(settings: Settings) -> dict[str, float]:
         data = prepare_data(settings, layout)
         tracking.set_tags({Tag.DATASET_FINGERPRINT: data.lfw.fingerprint, Tag.FAR_NOTE: FAR_NOTE})
         tracking.log_metrics(data.metrics())
+        name = settings.dataset.name
+        tracking.log_evaluation_set(data.pairs_frame(), f"{name}-pairs", data.digest, str(data.lfw.pairs_path))
+        if data.calibration_id is not None:
+            images = str(data.lfw.images_dir)
+            tracking.log_calibration_set(
+                data.calibration_frame(), f"{name}-calibration", data.calibration_id.key, images
+            )
 
     with stage("export"):
         exported = export_model(settings, layout, data)

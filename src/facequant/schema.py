@@ -133,6 +133,8 @@ CONFIG_YAML = "config.yaml"
 ROC_PNG = "roc.png"
 HISTOGRAM_PNG = "score_histogram.png"
 MODEL_ARTIFACT = "model"
+EVALUATION_CONTEXT = "evaluation"
+CALIBRATION_CONTEXT = "calibration"
 REPORT_DIR = "report"
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from facequant import runtime
 from facequant.align import Aligned, ensure_aligned, face_set, load_aligned
@@ -61,6 +62,20 @@ class EvalData:
 
     def metrics(self) -> dict[Metric, float]:
         return {Metric.N_PAIRS: len(self.pairs), Metric.N_IMAGES: len(self.names), Metric.ALIGN_COMPUTED: self.computed}
+
+    @property
+    def digest(self) -> str:
+        """The dataset fingerprint, with the fold count when only some folds are evaluated."""
+        folds = self.settings.dataset.folds
+        return self.lfw.fingerprint + (f"-f{folds}" if folds < 1 + max(p.fold for p in self.lfw.pairs) else "")
+
+    def pairs_frame(self) -> pd.DataFrame:
+        rows = [(p.fold, p.label, p.left, p.right) for p in self.pairs]
+        return pd.DataFrame(rows, columns=["fold", "label", "left", "right"])
+
+    def calibration_frame(self) -> pd.DataFrame:
+        assert self.calibration_id is not None
+        return pd.DataFrame({"image": self.calibration_names, "sha256": self.calibration_id.image_sha256})
 
 
 def prepare_data(settings: Settings, layout: CacheLayout) -> EvalData:

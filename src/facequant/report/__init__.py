@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,13 +17,58 @@ from facequant import tracking
 from facequant.config import MlflowConfig
 from facequant.report.document import build_report
 from facequant.report.rule import Rule
-from facequant.schema import SCORES_CSV
+from facequant.report.table import Row, groups, variant_table
+from facequant.schema import SCORES_CSV, Metric, RunRecord, Tag
 
-__all__ = ["Rule", "compare"]
+__all__ = ["Comparison", "Rule", "compare", "register_recommended"]
 
 
-def compare(cfg: MlflowConfig, sweep: str | None, filter_string: str | None, out: Path | None, rule: Rule) -> Path:
-    """Select the runs (a sweep's children by default), build the report from them and log it; returns report.md."""
+@dataclass(frozen=True)
+class Comparison:
+    """What compare produced: the report, the selection's sweep and experiment, and the recommended run if any."""
+
+    report: Path
+    sweep: str | None
+    experiment_id: str
+    recommended: Row | None
+    why_none: str
+
+
+def recommend(runs: list[RunRecord], rule: Rule) -> tuple[Row | None, str]:
+    """The one recommended row of the selection, or None with the reason."""
+    split = groups([run for run in runs if run.finished])
+    if len(split) != 1:
+        return None, f"the selection mixes {len(split)} model/dataset groups; narrow it with filter=..."
+    table = variant_table(split[0])
+    if table.baseline is None:
+        return None, "the selection has no FP32 run, so no drop can be measured"
+    best = rule.choose(table)
+    return best, "" if best else "no quantized variant meets the rule: " + "; ".join(
+        f"{row.label}: {', '.join(rule.breaks(row))}" for row in table.quantized
+    )
+
+
+def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
+    """Registry tags that say why this version was chosen, with the figures behind it."""
+    run = row.run
+    return {
+        "facequant.run_id": run.run_id,
+        "facequant.variant": run.name,
+        "facequant.sweep": sweep or "none",
+        "facequant.dataset_fingerprint": run.tag(Tag.DATASET_FINGERPRINT) or "n/a",
+        "facequant.accuracy": f"{run.metric(Metric.ACCURACY):.4f} +- {run.metric(Metric.ACCURACY_STD):.4f} (10-fold)",
+        "facequant.accuracy_drop": f"{row.accuracy_drop:.4f}",
+        "facequant.tar_far_1e-3_drop": f"{row.tar_drop:.4f}",
+        "facequant.speedup": f"{row.speedup:.2f}x (batch-1 p50 latency ratio of two runs)",
+        "facequant.compression": f"{row.compression:.2f}x",
+        "facequant.rule": rule.text(),
+    }
+
+
+def compare(
+    cfg: MlflowConfig, sweep: str | None, filter_string: str | None, out: Path | None, rule: Rule
+) -> Comparison:
+    """Select the runs (a sweep's children by default), build the report from them and log it."""
     runs, sweep = tracking.select_runs(cfg, sweep, filter_string)
     out = out or Path("reports") / (sweep or "comparison-" + time.strftime("%Y%m%d-%H%M%S"))
     curves = {}
@@ -34,4 +80,16 @@ def compare(cfg: MlflowConfig, sweep: str | None, filter_string: str | None, out
     title = f"FaceNet INT8 quantization report: sweep {sweep}" if sweep else "FaceNet INT8 quantization report"
     files = build_report(runs, curves, rule, out, title)
     tracking.log_report(files, sweep, runs[0].experiment_id)
-    return files[-1]
+    best, why = recommend(runs, rule)
+    return Comparison(files[-1], sweep, runs[0].experiment_id, best, why)
+
+
+def register_recommended(result: Comparison, name: str, alias: str, rule: Rule) -> str:
+    """Register the recommended variant's model under name@alias with its evidence; nothing when none passed."""
+    if result.recommended is None:
+        return f"nothing registered as {name}: {result.why_none}"
+    version = tracking.register(result.recommended.run, name, alias, evidence(result.recommended, rule, result.sweep))
+    return (
+        f"registered {result.recommended.label} as {name} version {version}, alias {alias}: "
+        f"load it with mlflow.onnx.load_model('models:/{name}@{alias}')"
+    )

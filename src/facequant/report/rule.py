@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from facequant.report.table import Row
+from facequant.report.table import Row, Table
 from facequant.schema import Metric
 
 
@@ -36,6 +36,11 @@ class Rule:
         fastest = min(row.metric(Metric.LATENCY_P50_MS) for row in passing)
         fast = [row for row in passing if row.metric(Metric.LATENCY_P50_MS) <= fastest * (1 + self.latency_tolerance)]
         return min(fast, key=lambda row: (row.accuracy_drop, row.metric(Metric.LATENCY_P50_MS)))
+
+    def choose(self, table: Table) -> Row | None:
+        """The recommended row of one group; None without an FP32 run or when no quantized variant passes."""
+        passing = [row for row in table.quantized if not self.breaks(row)]
+        return self.pick(passing) if table.baseline is not None and passing else None
 
     def breaks(self, row: Row) -> list[str]:
         """Why the row cannot be recommended; a value the run did not log cannot pass."""

@@ -114,8 +114,7 @@ def recommendation_lines(table: Table, rule: Rule) -> list[str]:
             "No recommendation: this selection has no FP32 run, so no drop can be measured. "
             "Run `quant=fp32` in the same sweep."
         ]
-    passing = [r for r in table.quantized if not rule.breaks(r)]
-    best = rule.pick(passing) if passing else None
+    best = rule.choose(table)
     if best is None:
         lines.append(f"**Keep FP32** ({base.label}): no quantized variant meets the rule.")
     else:

@@ -1,4 +1,7 @@
-"""Every MLflow call of the project: job and sweep runs that always end, logging, and reading runs back as records."""
+"""Every MLflow call of the project: job and sweep runs that always end, logging, and reading runs back as records.
+
+`inputs` logs the evaluation and calibration sets as MLflow datasets; `registry` registers a recommended model.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +26,15 @@ from mlflow.models import infer_signature
 
 from facequant.config import MlflowConfig
 from facequant.schema import MODEL_ARTIFACT, REPORT_DIR, Param, RunRecord, Tag
+from facequant.tracking.inputs import log_calibration_set, log_evaluation_set
+from facequant.tracking.registry import RegistryError, register
+
+__all__ = ["log_calibration_set", "log_evaluation_set", "register", "RegistryError"]  # re-exported submodule API
 
 log = logging.getLogger(__name__)
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 PROBE_TIMEOUT_S = 5
 PROBE_TRIES = 3
 
@@ -110,13 +119,24 @@ def use_store(uri: str) -> None:
 
 
 def _experiment_id(client: mlflow.MlflowClient, name: str) -> str:
+    """The experiment's id, created if needed, tagged as model development so the UI opens on its runs."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:  # created meanwhile by a concurrent sweep
-        return client.get_experiment_by_name(name).experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:  # created meanwhile by a concurrent sweep
+            experiment = client.get_experiment_by_name(name)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
+
+
+def ui_link(uri: str, experiment_id: str) -> str:
+    """The MLflow UI page of the experiment's runs in model-training mode (the UI defaults to GenAI mode)."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{page}"
+    return f"http://127.0.0.1:5000/{page} (after `mlflow ui --backend-store-uri {uri}`)"
 
 
 def _end_status(exc: BaseException) -> str:
@@ -140,7 +160,9 @@ def job_run(
         mlflow.set_experiment(experiment_id=client.get_run(outer).info.experiment_id)
     else:
         mlflow.set_experiment(experiment_id=_experiment_id(client, cfg.experiment))
-    run = mlflow.start_run(run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id)
+    run = mlflow.start_run(
+        run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id, log_system_metrics=cfg.system_metrics
+    )
     try:
         yield run.info.run_id
     except BaseException as exc:
@@ -168,11 +190,13 @@ def sweep_run(cfg: MlflowConfig, overrides: str, sweep_dir: str, jobs: int, drop
     }
     parent = os.environ.pop("MLFLOW_RUN_ID", None)  # a child must not resume the run `mlflow run` made
     if parent:
+        experiment_id = client.get_run(parent).info.experiment_id
         for key, value in tags.items():
             client.set_tag(parent, key, value)
     else:
         name = "sweep " + time.strftime("%Y-%m-%d %H:%M:%S")
-        parent = client.create_run(_experiment_id(client, cfg.experiment), run_name=name, tags=tags).info.run_id
+        experiment_id = _experiment_id(client, cfg.experiment)
+        parent = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     client.log_param(parent, Param.SWEEP_DIR, sweep_dir)
     log.info("sweep parent run %s: %d job(s), %d repeat(s) dropped", parent, jobs, dropped)
     status = "FAILED"
@@ -187,6 +211,7 @@ def sweep_run(cfg: MlflowConfig, overrides: str, sweep_dir: str, jobs: int, drop
     finally:
         client.set_terminated(parent, status)
         log.info("sweep parent run %s ended %s", parent, status)
+        print(f"MLflow runs of this sweep: {ui_link(cfg.tracking_uri, experiment_id)}", flush=True)
 
 
 def log_params(params: Mapping[str, Any]) -> None:

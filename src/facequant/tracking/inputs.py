@@ -1,0 +1,21 @@
+"""The evaluation pairs and the calibration faces as MLflow dataset inputs, so the UI tells runs on other data apart."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+
+from facequant.schema import CALIBRATION_CONTEXT, EVALUATION_CONTEXT
+
+
+def log_evaluation_set(pairs: pd.DataFrame, name: str, digest: str, source: str) -> None:
+    """One row per evaluated pair (fold, label, left, right); the digest names exactly which pairs."""
+    dataset = mlflow.data.from_pandas(pairs, source=source, name=name, digest=digest, targets="label")
+    mlflow.log_input(dataset, context=EVALUATION_CONTEXT)
+
+
+def log_calibration_set(images: pd.DataFrame, name: str, digest: str, source: str) -> None:
+    """The held-out images a static variant was calibrated on; the digest covers their content and crop."""
+    mlflow.log_input(
+        mlflow.data.from_pandas(images, source=source, name=name, digest=digest), context=CALIBRATION_CONTEXT
+    )
