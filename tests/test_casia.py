@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import urllib.error
+import zipfile
 
 import numpy as np
 import pytest
@@ -183,6 +184,8 @@ def test_load_model_offline_converts_the_graph(offline, graph_path, lfw, tmp_pat
     assert info.source == GRAPH_SOURCE and GRAPH_SHA256 in info.source
     assert info.weights_path == str(WEIGHTS_DIR / STATE_DICT)
     assert info.weights_sha256 == sha256_file(WEIGHTS_DIR / STATE_DICT) and info.embedding_size == 512
+    with zipfile.ZipFile(WEIGHTS_DIR / STATE_DICT) as saved:  # not named after a temp file: a reproducible sha256
+        assert all(name.startswith("archive/") for name in saved.namelist())
     pairs = [p for p in lfw.pairs if p.label == 1][:3] + [p for p in lfw.pairs if p.label == 0][:3]
     names = sorted({n for p in pairs for n in (p.left, p.right)})
     faces = align_images(lfw.images_dir, names, AlignConfig(), CacheLayout(tmp_path / "cache")).faces

@@ -1,10 +1,14 @@
-"""MLflow runs always end: FINISHED on success, FAILED with the error on any exception, Ctrl-C included."""
+"""MLflow runs always end: FINISHED on success, FAILED with the error, KILLED on Ctrl-C; sweep parents likewise."""
 
 import mlflow
 import pytest
+from hydra import compose, initialize_config_dir
 
-from facequant.config import MlflowConfig
-from facequant.tracking import flatten, job_run, log_metrics, log_params
+from facequant.config import MlflowConfig, load_settings
+from facequant.schema import Param, Tag
+from facequant.sweep import parent_override
+from facequant.tracking import flatten, job_run, log_metrics, log_params, sweep_run
+from helpers import REPO
 
 
 @pytest.fixture
@@ -45,3 +49,41 @@ def test_failure_ends_the_run_failed_with_the_reason(cfg, error, status):
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": "1", "a.c": "1,2", "d": "None"}
+
+
+def child(parent, status):
+    client = mlflow.MlflowClient()
+    run = client.create_run(client.get_run(parent).info.experiment_id, tags={Tag.PARENT: parent})
+    client.set_terminated(run.info.run_id, status)
+
+
+@pytest.mark.parametrize(
+    ("children", "status"),
+    [(["FINISHED", "FINISHED"], "FINISHED"), (["FINISHED", "FAILED"], "FAILED"), (["FINISHED"], "FAILED")],
+)
+def test_sweep_parent_finishes_only_when_every_job_ran_and_finished(cfg, children, status):
+    with sweep_run(cfg, "quant=fp32,static", "multirun/x", jobs=2, dropped=1) as parent:
+        for child_status in children:  # one child short: a job failed before its run existed
+            child(parent, child_status)
+    run = mlflow.MlflowClient().get_run(parent)
+    assert run.info.status == status
+    assert run.data.tags[Tag.SWEEP] == "true" and run.data.tags[Tag.SWEEP_OVERRIDES] == "quant=fp32,static"
+    assert (run.data.tags[Tag.SWEEP_JOBS], run.data.tags[Tag.SWEEP_DROPPED]) == ("2", "1")
+    assert run.data.params[Param.SWEEP_DIR] == "multirun/x"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"), [(RuntimeError("job 2 failed"), "FAILED"), (KeyboardInterrupt(), "KILLED")]
+)
+def test_sweep_parent_ends_with_the_reason_when_the_sweep_raises(cfg, error, status):
+    with pytest.raises(type(error)), sweep_run(cfg, "quant=fp32", "multirun/x", jobs=1, dropped=0) as parent:
+        raise error
+    run = mlflow.MlflowClient().get_run(parent)
+    assert run.info.status == status and run.data.tags[Tag.ERROR].startswith(type(error).__name__)
+
+
+def test_a_numeric_run_id_reaches_the_job_as_a_string():
+    run_id = "1" * 32  # Hydra reads an unquoted all-digit value as an int
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[parent_override(run_id)])
+    assert load_settings(cfg).parent_run_id == run_id

