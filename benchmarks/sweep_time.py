@@ -2,8 +2,8 @@
 
 Cold starts from an empty cache (only the converted weights are reused); warm reuses the aligned faces alone.
 
-Prints each job's stage times (from its MLflow run), the wall time and peak RSS of each sweep, and the
-batch-1 latency of static INT8 against FP32 on 1 and 2 threads. Targets on a 2-core machine: cold <= 7 min,
+Prints each job's stage times and its paired batch-1 speed-up over FP32 with the interval (from its MLflow run),
+and the wall time and peak RSS of each sweep. Targets on a 2-core machine: cold <= 7 min,
 warm <= 4 min, peak RSS <= 4 GiB.
 
     python benchmarks/sweep_time.py --lfw ../shared/data/lfw
@@ -49,7 +49,7 @@ def sweep(workdir: Path, cache: Path, args: argparse.Namespace) -> tuple[float, 
         f"model.weights_dir={args.weights}",
         f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
         f"hydra.sweep.dir={workdir / 'multirun'}",
-        f"benchmark.threads={args.threads}",
+        f"benchmark.threads=[{args.threads}]",
     ]
     start = time.perf_counter()
     with open(workdir / "sweep.log", "ab") as log:
@@ -72,35 +72,12 @@ def stage_table(workdir: Path, since_ms: int) -> None:
     )
     if f"tags.{Tag.SWEEP}" in runs:  # the sweep's parent run has no stages
         runs = runs[runs[f"tags.{Tag.SWEEP}"].isna()]
-    print(f"  {'variant':30s}" + "".join(f"{s:>14s}" for s in STAGE_TIME) + f"{'accuracy':>10s}")
+    print(f"  {'variant':30s}" + "".join(f"{s:>14s}" for s in STAGE_TIME) + f"{'accuracy':>10s}  speed-up [95% CI]")
     for _, run in runs.iterrows():
         times = "".join(f"{run.get(f'metrics.{m}', float('nan')):13.1f}s" for m in STAGE_TIME.values())
-        print(f"  {run[f'tags.{Tag.RUN_NAME}']:30s}{times}{run[f'metrics.{Metric.ACCURACY}']:10.4f}")
-
-
-def speedups(cache: Path, lfw_root: str) -> None:
-    """Batch-1 latency of FP32 and static INT8 from the sweep's cache, on real faces, 1 and 2 threads."""
-    from facequant.align import align_images
-    from facequant.benchmark import measure
-    from facequant.config import AlignConfig, BenchmarkConfig, DatasetConfig
-    from facequant.data import load_lfw, pair_images
-    from facequant.layout import CacheLayout
-    from facequant.runtime import preprocess
-
-    lfw = load_lfw(DatasetConfig(root=lfw_root))
-    names = pair_images(lfw.pairs)[:32]
-    inputs = preprocess(align_images(lfw.images_dir, names, AlignConfig(), CacheLayout(cache)).faces, "per_image")
-    (model_dir,) = (cache / "onnx").iterdir()
-    static = next(p for p in model_dir.glob("int8_static_qdq-*.onnx"))
-    for threads in (1, 2):
-        cfg = BenchmarkConfig(threads=threads, warmup=20, iterations=200, throughput_iterations=5)
-        fp32 = measure(model_dir / "fp32.onnx", inputs, cfg)
-        int8 = measure(static, inputs, cfg)
-        p50, ips = Metric.LATENCY_P50_MS, Metric.THROUGHPUT_IPS
-        print(
-            f"  threads={threads}: fp32 p50 {fp32[p50]:.2f} ms, static int8 p50 {int8[p50]:.2f} ms, speed-up "
-            f"{fp32[p50] / int8[p50]:.2f}x; batch-32 throughput {fp32[ips]:.0f} -> {int8[ips]:.0f} img/s"
-        )
+        low, high = (run.get(f"metrics.{m}", float("nan")) for m in (Metric.SPEEDUP_CI_LOW, Metric.SPEEDUP_CI_HIGH))
+        speed = f"{run[f'metrics.{Metric.SPEEDUP}']:.2f}x [{low:.2f}, {high:.2f}]"
+        print(f"  {run[f'tags.{Tag.RUN_NAME}']:30s}{times}{run[f'metrics.{Metric.ACCURACY}']:10.4f}  {speed}")
 
 
 def main() -> None:
@@ -122,8 +99,6 @@ def main() -> None:
             stage_table(workdir, since)
     except SweepFailed as exc:
         sys.exit(str(exc))
-    print("static INT8 vs FP32, batch 1:")
-    speedups(warm, args.lfw)
     shutil.rmtree(workdir)
 
 

@@ -1,10 +1,13 @@
 """The Hydra config composes, and bad values fail before any work with the valid choices listed."""
 
+import os
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
 from facequant.config import QUANT_DEFAULTS, CalibrationConfig, ConfigError, load_settings
+from facequant.cpu import has_bf16
 from helpers import REPO
 
 
@@ -51,7 +54,10 @@ def test_unknown_group_value_lists_choices():
         ),
         ("align.selection_method=first", r"choose one of: center_weighted_size, probability"),
         ("model.preprocess=none", r"model.preprocess='none' is not valid; choose one of: fixed, per_image"),
-        ("benchmark.threads=0", r"benchmark.threads=0 is out of range"),
+        ("benchmark.threads=0", r"benchmark.threads=\[0\] must be a list of thread counts >= 1"),
+        ("benchmark.rounds=4", r"benchmark.rounds=4 cannot give a 95% interval"),
+        ("runtime.name=tensorrt", r"runtime.name='tensorrt' is not valid; choose one of: ort, openvino"),
+        ("runtime.precision=bf16", r"runtime=ort runs f32 only.*use runtime=openvino for bf16"),
         ("calibration.num_bins=64", r"num_bins=64 must be >= calibration.num_quantized_bins=128"),
     ],
 )
@@ -108,3 +114,41 @@ def test_dynamic_ignores_static_only_keys():
 def test_unknown_top_level_key_fails():
     with pytest.raises(ConfigError, match=r"unknown top-level key\(s\) foo"):
         settings("+foo=1")
+
+
+def test_benchmark_times_one_thread_and_every_core_by_default():
+    assert settings().benchmark.threads == tuple(dict.fromkeys((1, os.cpu_count())))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name", "reference"),
+    [
+        (["quant=fp32"], "fp32", True),
+        (["quant=fp32", "runtime=openvino"], "fp32@openvino", False),
+        (["quant=static", "runtime=openvino"], "int8_static_qdq_minmax_500@openvino", False),
+        (
+            ["quant=static", "quant.per_channel=false", "runtime=ort"],
+            "int8_static_qdq_minmax_500[per_channel=false]",
+            False,
+        ),
+    ],
+)
+def test_runtime_appears_in_the_name_unless_ort_f32(overrides, name, reference):
+    s = settings(*overrides)
+    assert s.variant_name == name and s.is_reference is reference
+
+
+def test_runtimes_are_distinct_variants():
+    keys = {settings("quant=static", f"runtime={r}").variant_key for r in ("ort", "openvino")}
+    assert len(keys) == 2
+
+
+@pytest.mark.skipif(has_bf16(), reason="this CPU has avx512_bf16 or amx_bf16, so bf16 is allowed here")
+def test_bf16_without_cpu_support_fails_at_once():
+    with pytest.raises(ConfigError, match=r"runtime.precision=bf16 needs a CPU with avx512_bf16 or amx_bf16"):
+        settings("runtime=openvino", "runtime.precision=bf16")
+
+
+@pytest.mark.skipif(not has_bf16(), reason="this CPU has neither avx512_bf16 nor amx_bf16")
+def test_bf16_is_named_where_the_cpu_has_it():
+    assert settings("runtime=openvino", "runtime.precision=bf16").variant_name == "fp32@openvino-bf16"

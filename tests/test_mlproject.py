@@ -11,7 +11,7 @@ import mlflow
 import pandas as pd
 import yaml
 
-from helpers import LFW_ROOT, REPO, WEIGHTS_DIR
+from helpers import LFW_ROOT, QUICK_BENCHMARK, REPO, WEIGHTS_DIR
 
 
 def test_mlflow_run_nests_jobs_under_its_own_run(sweep, tmp_path):
@@ -25,7 +25,7 @@ def test_mlflow_run_nests_jobs_under_its_own_run(sweep, tmp_path):
             "dataset.folds=1",
             f"model.weights_dir={WEIGHTS_DIR}",
             f"cache_dir={workdir / 'cache'}",
-            "benchmark.iterations=20",
+            *QUICK_BENCHMARK,
             f"hydra.sweep.dir={tmp_path / 'multirun'}",
         ]
     )

@@ -13,6 +13,7 @@ from facequant.config import (
     DatasetConfig,
     MlflowConfig,
     ModelConfig,
+    RuntimeConfig,
     Settings,
 )
 from facequant.export import read_metadata
@@ -31,6 +32,7 @@ def job(lfw_root, msceleb128, tmp_path_factory):
         align=AlignConfig(),
         quant=QUANT_DEFAULTS["fp32"],
         calibration=None,
+        runtime=RuntimeConfig(),
         benchmark=BenchmarkConfig(),
         mlflow=MlflowConfig(),
         cache_dir=cache,

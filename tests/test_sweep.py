@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -130,3 +131,23 @@ def test_evaluation_and_calibration_sets_are_dataset_inputs(sweep):
             assert by_context["calibration"].name == "lfw-calibration" and len(by_context["calibration"].digest) == 16
         else:
             assert "calibration" not in by_context
+
+
+def test_speedups_are_paired_with_intervals_per_thread_count(sweep):
+    _, df = sweep
+    fp32, dynamic, static = (df.iloc[i] for i in range(3))
+    threads = [int(t) for t in fp32["params.benchmark.threads"].split(",")]
+    assert threads == list(dict.fromkeys([1, os.cpu_count()]))
+    for n in threads:
+        assert fp32[f"metrics.speedup_t{n}"] == 1.0 and f"metrics.speedup_t{n}_ci_low" not in fp32.dropna()
+        for row in (dynamic, static):
+            low, mid, high = (row[f"metrics.speedup_t{n}{s}"] for s in ("_ci_low", "", "_ci_high"))
+            assert 0 < low <= mid <= high
+            assert row[f"metrics.latency_p50_ms_t{n}"] > 0 and row[f"metrics.throughput_ips_t{n}"] > 0
+    first = threads[0]
+    for row in (fp32, static):
+        assert row["metrics.latency_p50_ms"] == row[f"metrics.latency_p50_ms_t{first}"]
+        assert row["metrics.speedup"] == row[f"metrics.speedup_t{first}"]
+    assert (df["params.runtime.name"] == "ort").all() and df["params.runtime.version"].str.startswith(
+        "onnxruntime"
+    ).all()

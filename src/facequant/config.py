@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, fields
@@ -11,6 +12,10 @@ from typing import Any, Literal
 from omegaconf import DictConfig, OmegaConf
 
 from facequant.cache import key_of
+from facequant.cpu import BF16_FLAGS, cpu, has_bf16
+
+# conf/benchmark/default.yaml times on 1 thread and on every core: threads: [1, "${cpu_count:}"].
+OmegaConf.register_new_resolver("cpu_count", lambda: os.cpu_count() or 1, replace=True)
 
 
 class ConfigError(ValueError):
@@ -165,20 +170,76 @@ class CalibrationConfig:
             raise ConfigError(f"calibration.percentile={self.percentile} must be in (0, 100]")
 
 
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """CPU latency protocol: ORT threads, warm-up and timed iterations."""
+RuntimeName = Literal["ort", "openvino"]
+Precision = Literal["f32", "bf16"]
 
-    threads: int = 2
-    warmup: int = 10
-    iterations: int = 100
-    latency_batch: int = 1
-    throughput_batch: int = 32
-    throughput_iterations: int = 10
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The engine that embeds the faces and is timed: ONNX Runtime's CPU EP or OpenVINO, at an explicit precision."""
+
+    name: RuntimeName = "ort"
+    precision: Precision = "f32"
 
     def __post_init__(self) -> None:
+        if self.name == "ort" and self.precision != "f32":
+            raise ConfigError(
+                f"runtime=ort runs f32 only, not runtime.precision={self.precision}; use runtime=openvino for bf16"
+            )
+        if self.precision == "bf16" and not has_bf16():
+            raise ConfigError(
+                f"runtime.precision=bf16 needs a CPU with {' or '.join(BF16_FLAGS)}; this one ({cpu()[0]}) has "
+                "neither, so OpenVINO would silently run f32. Use runtime.precision=f32 here."
+            )
+
+    @property
+    def suffix(self) -> str:
+        """'' for ONNX Runtime f32, else '@openvino' or '@openvino-bf16' for names."""
+        if (self.name, self.precision) == ("ort", "f32"):
+            return ""
+        return f"@{self.name}" + ("" if self.precision == "f32" else f"-{self.precision}")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Paired timing protocol: per thread count, rounds of warm-up + timed batch-1 calls, variant and FP32 in turn."""
+
+    threads: tuple[int, ...] = (1, 2)
+    rounds: int = 9
+    warmup: int = 3
+    iterations: int = 10
+    latency_batch: int = 1
+    throughput_batch: int = 32
+    throughput_iterations: int = 1
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, int):
+            object.__setattr__(self, "threads", (self.threads,))
+        if not self.threads or any(not isinstance(t, int) or t < 1 for t in self.threads):
+            raise ConfigError(
+                f"benchmark.threads={list(self.threads)} must be a list of thread counts >= 1, e.g. [1,2]"
+            )
+        object.__setattr__(self, "threads", tuple(dict.fromkeys(self.threads)))
         for f in fields(self):
-            _at_least("benchmark", f.name, getattr(self, f.name), 0 if f.name == "warmup" else 1)
+            if f.name not in ("threads", "confidence"):
+                _at_least("benchmark", f.name, getattr(self, f.name), 0 if f.name == "warmup" else 1)
+        if not 0.5 <= self.confidence < 1:
+            raise ConfigError(f"benchmark.confidence={self.confidence} must be in [0.5, 1), e.g. 0.95")
+        need = min_rounds(self.confidence)
+        if self.rounds < need:
+            raise ConfigError(
+                f"benchmark.rounds={self.rounds} cannot give a {self.confidence:.0%} interval for the median speed-up; "
+                f"use benchmark.rounds>={need}"
+            )
+
+
+def min_rounds(confidence: float) -> int:
+    """The fewest rounds whose order statistics (min, max) cover the median with this confidence: 1 - 2^(1-n)."""
+    n = 1
+    while 1 - 2.0 ** (1 - n) < confidence:
+        n += 1
+    return n
 
 
 @dataclass(frozen=True)
@@ -208,6 +269,7 @@ class Settings:
     align: AlignConfig
     quant: QuantConfig
     calibration: CalibrationConfig | None
+    runtime: RuntimeConfig
     benchmark: BenchmarkConfig
     mlflow: MlflowConfig
     cache_dir: Path
@@ -223,7 +285,12 @@ class Settings:
             name += f"_{self.calibration.method}_{self.calibration.num_samples}"
             default = CalibrationConfig(self.calibration.method, self.calibration.num_samples)
             extra += _suffix(asdict(self.calibration), asdict(default))
-        return name + (f"[{','.join(extra)}]" if extra else "")
+        return name + (f"[{','.join(extra)}]" if extra else "") + self.runtime.suffix
+
+    @property
+    def is_reference(self) -> bool:
+        """The FP32 model on ONNX Runtime f32: the baseline every drop and speed-up is measured against."""
+        return self.quant.mode == "fp32" and not self.runtime.suffix
 
     def effective(self) -> dict[str, Any]:
         """Every setting that can change a result; jobs with equal effective settings are repeats."""
@@ -253,6 +320,7 @@ _SECTIONS = {
     "align": AlignConfig,
     "quant": QuantConfig,
     "calibration": CalibrationConfig,
+    "runtime": RuntimeConfig,
     "benchmark": BenchmarkConfig,
     "mlflow": MlflowConfig,
 }

@@ -11,8 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from facequant import runtime, tracking
-from facequant.benchmark import machine_info
 from facequant.config import Settings
+from facequant.cpu import machine_info
 from facequant.export import OPSET
 from facequant.layout import CacheLayout
 from facequant.plots import plot_roc, plot_score_histogram
@@ -60,7 +60,7 @@ def run_job(settings: Settings, config_yaml: str) -> dict[str, float]:
     tags = {
         Tag.VARIANT: settings.variant_name,
         Tag.VARIANT_KEY: settings.variant_key,
-        Tag.IS_BASELINE: str(settings.quant.mode == "fp32").lower(),
+        Tag.IS_BASELINE: str(settings.is_reference).lower(),
         Tag.GIT_COMMIT: tracking.git_commit(),
         Tag.MODEL: settings.model.name,
     }
@@ -72,6 +72,9 @@ def run_job(settings: Settings, config_yaml: str) -> dict[str, float]:
                 Param.ONNX_OPSET: OPSET,
                 Param.QUANT_SCHEME: scheme(settings),
                 Param.GRAPH_OPTIMIZATION: runtime.GRAPH_OPTIMIZATION,
+                Param.RUNTIME_VERSION: runtime.name(settings.runtime),
+                # runtime.open_session refuses a compiled model whose precision differs from the request
+                Param.RUNTIME_INFERENCE_PRECISION: settings.runtime.precision,
             }
         )
         tracking.log_text(config_yaml, CONFIG_YAML)
@@ -116,9 +119,9 @@ def _run(settings: Settings) -> dict[str, float]:
 
     preprocess = exported.info.preprocess
     with stage("evaluate"):
-        evaluation = evaluate_model(data, variant, preprocess)
+        evaluation = evaluate_model(data, variant, preprocess, settings.runtime)
         baseline = evaluation
-        if variant != exported.fp32:
+        if not settings.is_reference:  # drops are against the FP32 file on ONNX Runtime, as speed-ups are
             baseline = evaluate_model(data, exported.fp32, preprocess)
             if not baseline.cached:
                 log.info("no cached FP32 baseline for this model and data; computed it")
@@ -126,7 +129,7 @@ def _run(settings: Settings) -> dict[str, float]:
         tracking.log_metrics(evaluation.metrics() | drops)
 
     with stage("benchmark"):
-        bench = benchmark_model(settings, data, variant, preprocess)
+        bench = benchmark_model(settings, data, variant, exported.fp32, preprocess)
         tracking.log_metrics(bench)
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
@@ -134,12 +137,13 @@ def _run(settings: Settings) -> dict[str, float]:
         example = exported.sample[:1]
         tracking.log_onnx_model(variant, example, runtime.run(runtime.session(variant), example))
     log.info(
-        "%s: accuracy %.4f +- %.4f, drop %.4f, %.2f MiB, p50 %.2f ms",
+        "%s: accuracy %.4f +- %.4f, drop %.4f, %.2f MiB, p50 %.2f ms, speed-up %.2fx",
         settings.variant_name,
         evaluation.verification.accuracy,
         evaluation.verification.accuracy_std,
         drops[Metric.ACCURACY_DROP],
         evaluation.size_mib,
         bench[Metric.LATENCY_P50_MS],
+        bench[Metric.SPEEDUP],
     )
     return evaluation.metrics() | drops | bench

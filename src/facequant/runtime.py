@@ -1,22 +1,35 @@
-"""The inference runtime: ONNX Runtime sessions, input preprocessing and batched embedding.
+"""The inference runtimes: ONNX Runtime or OpenVINO sessions over one ONNX file, preprocessing, batched embedding.
 
-It imports neither torch nor h5py, so quantization, evaluation and benchmarks load only what they run.
+It imports neither torch nor h5py, and OpenVINO only when asked for, so each stage loads only what it runs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
+from facequant.config import RuntimeConfig
+
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
+ORT = RuntimeConfig()  # the reference runtime of every drop and speed-up
 
 
-def name() -> str:
-    """The runtime and its version, part of every cached result it computes."""
-    return f"onnxruntime {ort.__version__}"
+class RuntimeFailure(RuntimeError):
+    """The runtime cannot run the model as configured."""
+
+
+def name(cfg: RuntimeConfig = ORT) -> str:
+    """The runtime, its version and precision: part of every cached result it computes."""
+    if cfg.name == "ort":
+        return f"onnxruntime {ort.__version__}"  # unchanged since before OpenVINO, so ORT caches stay valid
+    import openvino as ov
+
+    return f"openvino {ov.get_version().split('-')[0]} {cfg.precision}"
 
 
 def preprocess(faces: np.ndarray, method: str) -> np.ndarray:
@@ -37,8 +50,16 @@ def preprocess(faces: np.ndarray, method: str) -> np.ndarray:
     raise ValueError(f"unknown preprocessing {method!r}; choose fixed or per_image")
 
 
+class Session(Protocol):
+    """A loaded single-input model: run() returns its first output."""
+
+    precision: str  # what the engine reports it computes in
+
+    def run(self, inputs: np.ndarray) -> np.ndarray: ...
+
+
 def session(model_path: Path, threads: int = 0) -> ort.InferenceSession:
-    """CPU session at ORT_ENABLE_ALL (ENABLE_EXTENDED makes INT8 QDQ models ~1.5x slower)."""
+    """ONNX Runtime CPU session at ORT_ENABLE_ALL (ENABLE_EXTENDED makes INT8 QDQ models ~1.5x slower)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
     opts.intra_op_num_threads = threads
@@ -46,14 +67,60 @@ def session(model_path: Path, threads: int = 0) -> ort.InferenceSession:
 
 
 def run(sess: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
-    """The first output of a single-input model."""
+    """The first output of a single-input ONNX Runtime session."""
     return sess.run(None, {sess.get_inputs()[0].name: inputs})[0]
 
 
-def embed(model_path: Path, faces: np.ndarray, method: str, batch_size: int = 64) -> np.ndarray:
-    """Embeddings of uint8 NHWC faces, preprocessed batch by batch to bound memory."""
-    sess = session(model_path)
+@dataclass
+class OrtSession:
+    sess: ort.InferenceSession
+    precision: str = "f32"
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        return run(self.sess, inputs)
+
+
+@dataclass
+class OpenVinoSession:
+    request: object  # openvino.InferRequest, reused so timing sees inference, not request set-up
+    precision: str
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        self.request.infer({0: inputs})
+        return self.request.get_output_tensor(0).data.copy()  # the request reuses its output buffer
+
+
+def _openvino(model_path: Path, cfg: RuntimeConfig, threads: int) -> OpenVinoSession:
+    """Compile the ONNX file on OpenVINO's CPU plugin with the precision set explicitly, then check it took."""
+    import openvino as ov
+
+    config = {"INFERENCE_PRECISION_HINT": cfg.precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(model_path), "CPU", config)
+    effective = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32" or "bf16"
+    if effective != cfg.precision:
+        raise RuntimeFailure(
+            f"OpenVINO compiled {model_path.name} in {effective}, not the requested runtime.precision={cfg.precision}; "
+            "this CPU plugin does not support it, use runtime.precision=f32"
+        )
+    return OpenVinoSession(compiled.create_infer_request(), effective)
+
+
+def open_session(model_path: Path, cfg: RuntimeConfig = ORT, threads: int = 0) -> Session:
+    """A session of the configured runtime; threads=0 lets the runtime use every core."""
+    if cfg.name == "openvino":
+        return _openvino(model_path, cfg, threads)
+    return OrtSession(session(model_path, threads))
+
+
+def embed(
+    model_path: Path, faces: np.ndarray, method: str, batch_size: int = 64, cfg: RuntimeConfig = ORT
+) -> np.ndarray:
+    """Embeddings of uint8 NHWC faces on the configured runtime, preprocessed batch by batch to bound memory."""
+    sess = open_session(model_path, cfg)
     out = []
-    for start in tqdm(range(0, len(faces), batch_size), desc=f"embedding {model_path.name}", unit="batch"):
-        out.append(run(sess, preprocess(faces[start : start + batch_size], method)))
+    desc = f"embedding {model_path.name} ({name(cfg)})"
+    for start in tqdm(range(0, len(faces), batch_size), desc=desc, unit="batch"):
+        out.append(sess.run(preprocess(faces[start : start + batch_size], method)))
     return np.concatenate(out)

@@ -56,6 +56,12 @@ class Param(StrEnum):
     BENCHMARK_ITERATIONS = "benchmark.iterations"
     BENCHMARK_LATENCY_BATCH = "benchmark.latency_batch"
     BENCHMARK_THROUGHPUT_BATCH = "benchmark.throughput_batch"
+    BENCHMARK_ROUNDS = "benchmark.rounds"
+    BENCHMARK_CONFIDENCE = "benchmark.confidence"
+    RUNTIME_NAME = "runtime.name"
+    RUNTIME_PRECISION = "runtime.precision"
+    RUNTIME_VERSION = "runtime.version"  # e.g. "openvino 2026.4.1"
+    RUNTIME_INFERENCE_PRECISION = "runtime.inference_precision"  # what the compiled model reports it runs in
     GRAPH_OPTIMIZATION = "benchmark.graph_optimization"
     ONNX_OPSET = "onnx.opset"
     SWEEP_DIR = "sweep.dir"
@@ -96,6 +102,9 @@ class Metric(StrEnum):
     LATENCY_P95_MS = "latency_p95_ms"
     LATENCY_MEAN_MS = "latency_mean_ms"
     THROUGHPUT_IPS = "throughput_ips"
+    SPEEDUP = "speedup"  # median per-round FP32/variant latency ratio at the first benchmark.threads
+    SPEEDUP_CI_LOW = "speedup_ci_low"
+    SPEEDUP_CI_HIGH = "speedup_ci_high"
     ACCURACY_DROP = "accuracy_drop"
     TAR_FAR_1E3_DROP = "tar_far_1e-3_drop"
     COMPRESSION_RATIO = "compression_ratio"
@@ -116,6 +125,24 @@ class Metric(StrEnum):
 # The operating points of the pairs protocol, with the metric names of each.
 TAR_AT_FAR = {1e-3: Metric.TAR_FAR_1E3, 1e-4: Metric.TAR_FAR_1E4}
 FALSE_ACCEPTS_AT_FAR = {1e-3: Metric.FALSE_ACCEPTS_1E3, 1e-4: Metric.FALSE_ACCEPTS_1E4}
+
+# The metrics the benchmark logs once per thread count N, as at_threads(metric, N).
+PER_THREADS = (
+    Metric.LATENCY_P50_MS,
+    Metric.SPEEDUP,
+    Metric.SPEEDUP_CI_LOW,
+    Metric.SPEEDUP_CI_HIGH,
+    Metric.THROUGHPUT_IPS,
+)
+
+
+def at_threads(metric: Metric, threads: int) -> str:
+    """The metric's name at N intra-op threads: latency_p50_ms_t2, speedup_t2, speedup_t2_ci_low."""
+    if metric not in PER_THREADS:
+        raise ValueError(f"{metric} is not logged per thread count")
+    head, ci, tail = metric.value.partition("_ci_")
+    return f"{head}_t{threads}" + (f"_ci_{tail}" if ci else "")
+
 
 # Wall time of each pipeline stage.
 STAGE_TIME = {
@@ -161,7 +188,7 @@ class RunRecord:
     params: Mapping[str, str]
     metrics: Mapping[str, float]
 
-    def metric(self, name: Metric) -> float:
+    def metric(self, name: str) -> float:
         """The metric's value, NaN when the run did not log it."""
         return float(self.metrics.get(name, math.nan))
 
@@ -174,6 +201,12 @@ class RunRecord:
     @property
     def is_baseline(self) -> bool:
         return self.tags.get(Tag.IS_BASELINE) == "true"
+
+    @property
+    def threads(self) -> tuple[int, ...]:
+        """The benchmark's thread counts; the unsuffixed latency and speed-up metrics are at the first."""
+        value = self.params.get(Param.BENCHMARK_THREADS) or ""
+        return tuple(int(t) for t in value.split(",") if t.strip().isdigit())
 
     @property
     def finished(self) -> bool:

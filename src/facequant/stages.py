@@ -11,9 +11,9 @@ import pandas as pd
 
 from facequant import runtime
 from facequant.align import Aligned, ensure_aligned, face_set, load_aligned
-from facequant.benchmark import measure
+from facequant.benchmark import Model, measure
 from facequant.cache import load_npz, save_npz, sha256_file
-from facequant.config import Settings
+from facequant.config import RuntimeConfig, Settings
 from facequant.data import LFW, Pair, calibration_images, load_lfw, pair_images, pairs_digest
 from facequant.evaluate import Verification, cosine_scores, verification_metrics
 from facequant.export import export_onnx, model_identity
@@ -171,16 +171,17 @@ class Evaluation:
         }
 
 
-def evaluate_model(data: EvalData, model: Path, preprocess: str) -> Evaluation:
-    """Pair scores and metrics of a model file; scores are cached by the file's sha256 and all other inputs."""
+def evaluate_model(data: EvalData, model: Path, preprocess: str, engine: RuntimeConfig = runtime.ORT) -> Evaluation:
+    """Pair scores and metrics of a model file on a runtime; scores are cached by the file's sha256, the runtime
+    with its precision, and all other inputs."""
     identity = ScoresIdentity(
-        sha256_file(model), preprocess, pairs_digest(data.pairs), data.faces_id.key, runtime.name()
+        sha256_file(model), preprocess, pairs_digest(data.pairs), data.faces_id.key, runtime.name(engine)
     )
     path = data.layout.scores(identity)
     cached = load_npz(path, ("scores", "fallbacks"))
     if cached is None:
         aligned = data.faces()
-        emb = runtime.embed(model, aligned.faces, preprocess, data.settings.eval_batch_size)
+        emb = runtime.embed(model, aligned.faces, preprocess, data.settings.eval_batch_size, engine)
         index = {name: i for i, name in enumerate(data.names)}
         left = np.array([index[p.left] for p in data.pairs])
         right = np.array([index[p.right] for p in data.pairs])
@@ -192,7 +193,16 @@ def evaluate_model(data: EvalData, model: Path, preprocess: str) -> Evaluation:
     return Evaluation(verification, scores, model.stat().st_size / 2**20, int(fallbacks), cached is not None)
 
 
-def benchmark_model(settings: Settings, data: EvalData, model: Path, preprocess: str) -> dict[Metric, float]:
-    """Latency and throughput on real preprocessed faces."""
+def benchmark_model(settings: Settings, data: EvalData, model: Path, fp32: Path, preprocess: str) -> dict[str, float]:
+    """Paired latency, throughput and speed-up on real preprocessed faces; the reference is the FP32 file on
+    ONNX Runtime, so every variant on every runtime is measured against one baseline."""
     faces = data.faces(settings.benchmark.throughput_batch).faces
-    return measure(model, runtime.preprocess(faces, preprocess), settings.benchmark)
+
+    def variant(threads: int) -> Model:
+        return runtime.open_session(model, settings.runtime, threads).run
+
+    def reference(threads: int) -> Model:
+        return runtime.open_session(fp32, runtime.ORT, threads).run
+
+    paired = None if settings.is_reference else reference
+    return measure(variant, paired, runtime.preprocess(faces, preprocess), settings.benchmark)

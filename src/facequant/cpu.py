@@ -1,0 +1,79 @@
+"""What CPU a figure came from: model name, the ISA flags that decide INT8 and BF16 speed, and library versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from facequant.schema import Param
+
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+)
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # what OpenVINO's CPU plugin needs to run bf16 natively
+PACKAGES = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "facenet-pytorch",
+    "mlflow",
+    "hydra-core",
+    "scikit-learn",
+    "numpy",
+)
+
+
+@cache
+def cpu() -> tuple[str, frozenset[str]]:
+    """(model name, ISA flags) from /proc/cpuinfo; the platform's processor name and no flags elsewhere."""
+    model, flags = platform.processor() or platform.machine(), frozenset()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = frozenset(value.split())
+    return model, flags
+
+
+def has_bf16() -> bool:
+    return bool(set(BF16_FLAGS) & cpu()[1])
+
+
+def machine_info() -> dict[str, str]:
+    """CPU model, ISA flags, core count and library versions, logged with every run."""
+    model, flags = cpu()
+    info = {
+        Param.CPU_MODEL: model,
+        Param.CPU_ISA: ",".join(f for f in ISA_FLAGS if f in flags) or "unknown",
+        "cpu.count": str(os.cpu_count()),
+        "python": platform.python_version(),
+    }
+    for pkg in PACKAGES:
+        try:
+            info[f"version.{pkg}"] = version(pkg)
+        except PackageNotFoundError:
+            info[f"version.{pkg}"] = "absent"
+    return info
