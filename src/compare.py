@@ -12,12 +12,10 @@ from facequant.report import Rule, compare, register_recommended
 
 @hydra.main(config_path="../conf", config_name="compare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    if not all(0 <= cfg[k] <= 1 for k in ("max_drop", "max_tar_drop", "latency_tolerance")):
-        raise ConfigError(
-            "max_drop, max_tar_drop and latency_tolerance are fractions in [0, 1], e.g. max_drop=0.005 for 0.5 pt"
-        )
+    if not all(0 <= cfg[k] <= 1 for k in ("max_drop", "max_tar_drop")):
+        raise ConfigError("max_drop and max_tar_drop are fractions in [0, 1], e.g. max_drop=0.005 for 0.5 pt")
     mlflow_cfg = MlflowConfig(**cfg.mlflow)
-    rule = Rule(cfg.max_drop, cfg.max_tar_drop, cfg.latency_tolerance)
+    rule = Rule(cfg.max_drop, cfg.max_tar_drop)
     result = compare(mlflow_cfg, cfg.sweep, cfg.filter, Path(cfg.out) if cfg.out else None, rule)
     print(f"report written to {result.report}")
     print(f"MLflow runs: {tracking.ui_link(mlflow_cfg.tracking_uri, result.experiment_id)}")

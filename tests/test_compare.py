@@ -33,13 +33,24 @@ def test_report_from_real_runs(sweep, tmp_path):
     text = (out / "report.md").read_text()
     children = job_runs(workdir)
     children = children[children["tags.mlflow.parentRunId"] == parent.run_id]
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| Model | Accuracy |"))
+    heads = [c.strip() for c in header.strip("|").split("|")]
     for _, run in children.iterrows():
-        row = next(line for line in text.splitlines() if line.startswith(f"| {run['tags.mlflow.runName']} |"))
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[1] == f"{run['metrics.accuracy']:.4f}"
-        assert cells[3] == f"{run['metrics.tar_far_1e-3']:.4f}"
-        assert cells[7] == f"{run['metrics.size_mib']:.2f}"
-        assert cells[9] == f"{run['metrics.latency_p50_ms']:.2f}"
+        row = next(line for line in lines if line.startswith(f"| {run['tags.mlflow.runName']} |"))
+        cells = dict(zip(heads, (c.strip() for c in row.strip("|").split("|")), strict=True))
+        first = run["params.benchmark.threads"].split(",")[0]
+        assert cells["Accuracy"] == f"{run['metrics.accuracy']:.4f}"
+        assert cells["TAR@FAR=1e-3"] == f"{run['metrics.tar_far_1e-3']:.4f}"
+        assert cells["Size (MiB)"] == f"{run['metrics.size_mib']:.2f}"
+        assert cells[f"p50 {first}T (ms)"] == f"{run['metrics.latency_p50_ms']:.2f}"
+        if run["tags.is_baseline"] == "true":
+            assert cells[f"Speed-up {first}T"] == "1.00x"
+        else:
+            assert cells[f"Speed-up {first}T"] == (
+                f"{run['metrics.speedup']:.2f}x [{run['metrics.speedup_ci_low']:.2f}, "
+                f"{run['metrics.speedup_ci_high']:.2f}]"
+            )
     for section in (
         "Executive summary",
         "Detailed comparison",
@@ -47,6 +58,7 @@ def test_report_from_real_runs(sweep, tmp_path):
         "Recommendations",
         "Technical details",
         "Rule: recommend the fastest variant",
+        "- Latency, paired: each job timed its variant on ort f32",
     ):
         assert section in text
     pngs = sorted(out.glob("*.png"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,23 +16,54 @@ from facequant import report, tracking
 from facequant.config import MlflowConfig
 from facequant.report import Rule
 from facequant.report.document import build_report, calibration_grid
-from facequant.report.sections import comparison_lines, recommendation_lines, size_phrase, technical_lines
+from facequant.report.sections import (
+    comparison_lines,
+    recommendation_lines,
+    size_phrase,
+    summary_lines,
+    technical_lines,
+)
 from facequant.report.table import variant_table
-from facequant.schema import SCORES_CSV, Metric, Param, RunRecord, Tag
+from facequant.schema import SCORES_CSV, Metric, Param, RunRecord, Tag, at_threads
 
 # The FP32 numbers every variant's job compared itself against.
-FP32_ACCURACY, FP32_TAR, FP32_SIZE = 0.9927, 0.9787, 86.98
+FP32_ACCURACY, FP32_TAR, FP32_SIZE, FP32_LATENCY = 0.9927, 0.9787, 86.98, 16.0
 
 ARCHITECTURE = "facenet-pytorch InceptionResnetV1"
 INPUT = "float32 NCHW RGB 160x160 after preprocessing; output L2-normalised embedding"
+
+
+def timing(speedup: float | None, ci: float | None, threads: tuple[int, ...]) -> dict[str, float]:
+    """The benchmark's metrics of a paired job: at each thread count N the speed-up is speedup / N (so the
+    columns differ), with an interval of +-ci around it (none when ci is None); the unsuffixed ones repeat the
+    first count, the only ones without thread counts. speedup=None logs latency and throughput only, as jobs
+    from before paired timing did."""
+    metrics: dict[str, float] = {}
+    for i, n in enumerate(threads or (1,)):
+        point = 1.0 if speedup is None else speedup / n
+        at = {
+            Metric.LATENCY_P50_MS: FP32_LATENCY / n / point,
+            Metric.THROUGHPUT_IPS: 1000 * n * point / FP32_LATENCY,
+        }
+        if speedup is not None:
+            at[Metric.SPEEDUP] = point
+            if ci is not None:
+                at |= {Metric.SPEEDUP_CI_LOW: point - ci, Metric.SPEEDUP_CI_HIGH: point + ci}
+        if threads:
+            metrics |= {at_threads(metric, n): value for metric, value in at.items()}
+        if i == 0:
+            metrics |= at
+    return metrics
 
 
 def record(
     name: str,
     mode: str,
     accuracy: float,
-    latency: float,
+    speedup: float | None,
     *,
+    ci: float | None = 0.05,
+    threads: tuple[int, ...] = (1, 2),
     size: float = 22.57,
     tar: float = FP32_TAR,
     start: int = 0,
@@ -40,7 +73,8 @@ def record(
     extra: dict[str, str] | None = None,
     status: str = "FINISHED",
 ) -> RunRecord:
-    """A run shaped like a job's: its drops are against the FP32 numbers above unless `logged` overrides them."""
+    """A run shaped like a job's: its drops are against the FP32 numbers above unless `logged` overrides them,
+    and its speed-up is its own paired measurement (see `timing`); threads=() logs no thread counts."""
     params = {
         Param.QUANT_MODE: mode,
         Param.MODEL_NAME: model,
@@ -49,6 +83,17 @@ def record(
         Param.ONNX_OPSET: "17",
         Param.QUANT_WEIGHT_TYPE: "QInt8",
     }
+    if threads:
+        params[Param.BENCHMARK_THREADS] = ",".join(map(str, threads))
+    if speedup is not None:  # the paired protocol's settings
+        params |= {
+            Param.BENCHMARK_ROUNDS: "9",
+            Param.BENCHMARK_WARMUP: "3",
+            Param.BENCHMARK_ITERATIONS: "10",
+            Param.BENCHMARK_LATENCY_BATCH: "1",
+            Param.BENCHMARK_THROUGHPUT_BATCH: "32",
+            Param.BENCHMARK_CONFIDENCE: "0.95",
+        }
     if mode == "static":  # only static variants log calibration
         method, samples = name.split("_")[-2:]
         params |= {Param.CALIBRATION_METHOD: method, Param.CALIBRATION_NUM_SAMPLES: samples}
@@ -60,9 +105,6 @@ def record(
         Metric.ROC_AUC: 0.9993,
         Metric.EER: 0.0077,
         Metric.SIZE_MIB: size,
-        Metric.LATENCY_P50_MS: latency,
-        Metric.LATENCY_P95_MS: latency * 1.1,
-        Metric.THROUGHPUT_IPS: 1000 / latency,
         Metric.GENUINE_MEAN: 0.7,
         Metric.GENUINE_STD: 0.1,
         Metric.IMPOSTOR_MEAN: 0.0,
@@ -73,7 +115,8 @@ def record(
         Metric.ACCURACY_DROP: FP32_ACCURACY - accuracy,
         Metric.TAR_FAR_1E3_DROP: FP32_TAR - tar,
         Metric.COMPRESSION_RATIO: FP32_SIZE / size,
-    } | (logged or {})
+    }
+    metrics |= timing(speedup, ci, threads) | (logged or {})
     tags = {
         Tag.IS_BASELINE: str(mode == "fp32").lower(),
         Tag.DATASET_FINGERPRINT: "fp-6000",
@@ -93,32 +136,166 @@ def record(
 
 
 def fp32(**kwargs) -> RunRecord:
-    return record("fp32", "fp32", FP32_ACCURACY, 16.0, size=FP32_SIZE, **kwargs)
+    """The reference job: speed-up 1 against itself, with no interval."""
+    return record("fp32", "fp32", FP32_ACCURACY, 1.0, ci=None, size=FP32_SIZE, **kwargs)
 
 
-def static(method: str, samples: int, accuracy: float, latency: float, **kwargs) -> RunRecord:
-    return record(f"int8_static_qdq_{method}_{samples}", "static", accuracy, latency, **kwargs)
+def static(method: str, samples: int, accuracy: float, speedup: float | None, **kwargs) -> RunRecord:
+    return record(f"int8_static_qdq_{method}_{samples}", "static", accuracy, speedup, **kwargs)
 
 
-def cells(lines: list[str], label: str) -> list[str]:
-    """The cells of one variant's row of the detailed table (13 columns; the distribution table has 6)."""
-    (row,) = [line for line in lines if line.startswith(f"| {label} |") and line.count("|") == 14]
-    return [cell.strip() for cell in row.strip("|").split("|")]
+def cells(lines: list[str], label: str) -> dict[str, str]:
+    """One variant's row of the detailed table, by column header (the distribution table has other headers)."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Model | Accuracy |"))
+    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+    heads = [cell.strip() for cell in table[0].strip("|").split("|")]
+    (row,) = [line for line in table[2:] if line.startswith(f"| {label} |")]
+    return dict(zip(heads, (cell.strip() for cell in row.strip("|").split("|")), strict=True))
 
 
-def test_near_ties_in_latency_go_to_the_smaller_drop():
+def test_overlapping_intervals_tie_and_the_smaller_drop_wins():
+    # entropy's point speed-up is the highest, but minmax's interval overlaps it: minmax has the smaller drop.
+    runs = [
+        fp32(),
+        static("entropy", 500, 0.9917, 3.00, ci=0.10, tar=0.9717),  # [2.90, 3.10], drop 0.10 pt
+        static("minmax", 100, 0.9925, 2.85, ci=0.10, tar=0.9777),  # [2.75, 2.95], drop 0.02 pt
+        static("percentile", 500, 0.9926, 2.50, ci=0.10, tar=0.9767),  # [2.40, 2.60]: measurably slower
+    ]
+    table = variant_table(runs)
+    rule = Rule()
+    assert len(rule.passing(table)) == 3
+    assert [r.label for r in rule.equally_fast(rule.passing(table))] == [
+        "int8_static_qdq_entropy_500",
+        "int8_static_qdq_minmax_100",
+    ]
+    assert rule.choose(table).label == "int8_static_qdq_minmax_100"
+    text = "\n".join(recommendation_lines(table, rule))
+    assert "**Recommended: int8_static_qdq_minmax_100**" in text
+    assert (
+        "int8_static_qdq_minmax_100 and int8_static_qdq_entropy_500 are equally fast: their speed-up intervals "
+        "overlap the fastest's, so the speed difference among them is within the measurement noise"
+    ) in text
+    assert (
+        "- int8_static_qdq_entropy_500: within the bounds and as fast as the fastest within the measurement noise "
+        "(speed-up 3.00x [2.90, 3.10]), but drop 0.10 pt against the pick's 0.02 pt;"
+    ) in text
+    assert "- int8_static_qdq_percentile_500: within the bounds but measurably slower than the fastest" in text
+
+
+def test_disjoint_intervals_go_to_the_faster_even_with_a_larger_drop():
+    runs = [
+        fp32(),
+        static("entropy", 500, 0.9917, 3.00, ci=0.05, tar=0.9717),  # [2.95, 3.05], drop 0.10 pt
+        static("minmax", 100, 0.9925, 2.85, ci=0.05, tar=0.9777),  # [2.80, 2.90], drop 0.02 pt
+    ]
+    table = variant_table(runs)
+    assert Rule().choose(table).label == "int8_static_qdq_entropy_500"
+    text = "\n".join(recommendation_lines(table, Rule()))
+    assert "**Recommended: int8_static_qdq_entropy_500**" in text
+    assert "are equally fast" not in text and "as fast as the fastest" not in text
+    assert (
+        "- int8_static_qdq_minmax_100: within the bounds but measurably slower than the fastest (its speed-up "
+        "interval does not overlap the fastest's): speed-up 2.85x [2.80, 2.90], drop 0.02 pt;"
+    ) in text
+
+
+def test_a_speed_up_without_interval_counts_as_its_point():
+    # No interval logged: the point alone is the interval, so 2.95 overlaps [2.90, 3.10] and 2.80 does not.
     table = variant_table(
         [
             fp32(),
-            static("entropy", 500, 0.9917, 3.95, tar=0.9717),
-            static("minmax", 100, 0.9930, 4.33, tar=0.9777),
-            static("percentile", 500, 0.9932, 4.50, tar=0.9767),
+            static("entropy", 500, 0.9917, 3.00, ci=0.10, tar=0.9717),
+            static("minmax", 100, 0.9925, 2.95, ci=None, tar=0.9777),
+            static("minmax", 500, 0.9926, 2.80, ci=None, tar=0.9777),
         ]
     )
-    passing = [row for row in table.quantized if not Rule().breaks(row)]
-    assert len(passing) == 3
-    assert Rule().pick(passing).label == "int8_static_qdq_minmax_100"  # 4.33 is within 10% of 3.95; 4.50 is not
-    assert Rule(latency_tolerance=0.0).pick(passing).label == "int8_static_qdq_entropy_500"
+    fast = Rule().equally_fast(Rule().passing(table))
+    assert [r.label for r in fast] == ["int8_static_qdq_entropy_500", "int8_static_qdq_minmax_100"]
+    assert cells(comparison_lines(table), "int8_static_qdq_minmax_100")["Speed-up 1T"] == "2.95x (no interval)"
+
+
+def test_a_variant_without_a_speed_up_is_not_recommended_and_says_why():
+    # The most accurate variant logged no paired speed-up (a job from before paired timing): it cannot win.
+    table = variant_table([fp32(), static("minmax", 100, 0.9927, None), static("entropy", 500, 0.9917, 2.0)])
+    row = table.rows[1]
+    assert math.isnan(row.speedup) and Rule().breaks(row) == ["no paired speed-up logged"]
+    assert Rule().choose(table).label == "int8_static_qdq_entropy_500"
+    text = "\n".join(recommendation_lines(table, Rule()))
+    assert "- int8_static_qdq_minmax_100: not recommended: no paired speed-up logged." in text
+    lone = variant_table([fp32(), static("minmax", 100, 0.9927, None)])
+    assert "**Keep FP32** (fp32): no quantized variant meets the rule." in "\n".join(recommendation_lines(lone, Rule()))
+    assert report.recommend([fp32(), static("minmax", 100, 0.9927, None)], Rule()) == (
+        None,
+        "no quantized variant meets the rule: int8_static_qdq_minmax_100: no paired speed-up logged",
+    )
+
+
+def test_the_printed_rule_states_the_interval_overlap():
+    text = Rule(max_drop=0.004, max_tar_drop=0.02).text()
+    assert text.startswith("the fastest variant (highest paired speed-up over ONNX Runtime FP32 at batch 1")
+    assert "accuracy drop is <= 0.40 pt" in text and "TAR@FAR=1e-3 drop is <= 2.00 pt" in text
+    assert "speed-up intervals overlap the fastest's count as equally fast" in text
+    assert "among those the smallest accuracy drop wins" in text
+    lines = recommendation_lines(variant_table([fp32()]), Rule())
+    assert lines[0] == f"Rule: recommend {Rule().text()}."
+
+
+def test_table_shows_each_thread_counts_speed_up_with_its_interval():
+    table = variant_table([fp32(), static("minmax", 500, 0.9920, 2.64, ci=0.06)])
+    lines = comparison_lines(table)
+    heads = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert heads[-6:] == ["p50 1T (ms)", "Speed-up 1T", "img/s 1T", "p50 2T (ms)", "Speed-up 2T", "img/s 2T"]
+    row = cells(lines, "int8_static_qdq_minmax_500")
+    assert row["Speed-up 1T"] == "2.64x [2.58, 2.70]"  # 2.64 +- 0.06
+    assert row["Speed-up 2T"] == "1.32x [1.26, 1.38]"  # 2.64 / 2 +- 0.06
+    assert row["p50 1T (ms)"] == f"{16.0 / 2.64:.2f}" and row["p50 2T (ms)"] == f"{16.0 / 2 / 1.32:.2f}"
+    assert row["img/s 2T"] == f"{1000 * 2 * 1.32 / 16.0:.1f}"
+    base = cells(lines, "fp32")
+    assert base["Speed-up 1T"] == base["Speed-up 2T"] == "1.00x" and base["p50 1T (ms)"] == "16.00"
+
+
+def test_fp32_on_another_runtime_is_a_variant_with_its_own_interval():
+    openvino = record("fp32@openvino", "fp32", FP32_ACCURACY, 1.4, size=FP32_SIZE, logged={Metric.ACCURACY_DROP: 0})
+    openvino = replace(openvino, tags={**openvino.tags, Tag.IS_BASELINE: "false"})  # as the job tags it
+    table = variant_table([fp32(), openvino])
+    assert table.baseline is not None and table.baseline.label == "fp32"
+    assert [r.label for r in table.quantized] == ["fp32@openvino"]
+    assert cells(comparison_lines(table), "fp32@openvino")["Speed-up 1T"] == "1.40x [1.35, 1.45]"
+    assert Rule().choose(table).label == "fp32@openvino"
+
+
+def test_the_table_follows_the_fp32_runs_thread_counts():
+    table = variant_table([static("minmax", 500, 0.9920, 2.0, threads=(4,)), fp32(threads=(1, 4))])
+    assert table.threads == (1, 4)
+    row = cells(comparison_lines(table), "int8_static_qdq_minmax_500")
+    assert row["Speed-up 1T"] == "n/a" and row["Speed-up 4T"] == "0.50x [0.45, 0.55]"
+
+
+def test_old_runs_fall_back_to_the_unsuffixed_metrics():
+    # Before paired timing: no thread counts, no per-thread metrics and no speed-up.
+    old = {Metric.LATENCY_P50_MS: 4.0, Metric.THROUGHPUT_IPS: 300.0}
+    fp32_run = record("fp32", "fp32", FP32_ACCURACY, None, size=FP32_SIZE, threads=())
+    runs = [fp32_run, static("minmax", 500, 0.9920, None, threads=(), logged=old)]
+    table = variant_table(runs)
+    lines = comparison_lines(table)
+    assert lines[0].endswith("| Compression | p50 (ms) | Speed-up | img/s |")
+    row = cells(lines, "int8_static_qdq_minmax_500")
+    assert (row["p50 (ms)"], row["Speed-up"], row["img/s"]) == ("4.00", "n/a", "300.0")
+    assert (cells(lines, "fp32")["p50 (ms)"], cells(lines, "fp32")["Speed-up"]) == ("16.00", "1.00x")
+    assert "- Latency: these runs predate paired timing (no benchmark.rounds logged)" in "\n".join(
+        technical_lines(runs, table)
+    )
+    paired = [fp32(), static("minmax", 500, 0.9920, 2.0)]
+    assert "- Latency, paired: " in "\n".join(technical_lines(paired, variant_table(paired)))
+
+
+def test_an_old_run_with_one_thread_count_fills_that_column():
+    # One thread count logged, metrics unsuffixed: they are at that count, and no other.
+    old = static("minmax", 500, 0.9920, None, threads=(2,))
+    old = replace(old, metrics={k: v for k, v in old.metrics.items() if "_t2" not in k})
+    row = cells(comparison_lines(variant_table([fp32(threads=(1, 2)), old])), "int8_static_qdq_minmax_500")
+    assert (row["p50 1T (ms)"], row["p50 2T (ms)"], row["img/s 2T"]) == ("n/a", "8.00", "125.0")
+    assert row["Speed-up 1T"] == row["Speed-up 2T"] == "n/a"
 
 
 def test_lossy_variants_are_named_with_the_reason():
@@ -139,21 +316,51 @@ def test_a_variant_without_logged_drops_is_never_recommended():
 
 
 def test_recommendation_cites_the_measured_ratios():
-    table = variant_table([fp32(), record("int8_dynamic", "dynamic", 0.9925, 17.0, size=86.35)])
+    table = variant_table([fp32(), record("int8_dynamic", "dynamic", 0.9925, 0.94, ci=0.02, size=86.35)])
     text = "\n".join(recommendation_lines(table, Rule()))
     assert (
         "**Recommended: int8_dynamic**: accuracy 0.9925 (drop 0.02 pt), TAR@FAR=1e-3 drop 0.00 pt; 0.7% smaller "
-        "(no meaningful size cut) than FP32 (86.98 -> 86.35 MiB); 1.06x slower at batch 1 (16.00 -> 17.00 ms p50)."
+        "(no meaningful size cut) than FP32 (86.98 -> 86.35 MiB); slower than FP32 at batch 1 on 1 thread "
+        "(speed-up 0.94x [0.92, 0.96], 95% interval)."
     ) in text
     assert "It is slower than FP32 on this machine" in text
+    assert "not measurably faster" not in text
+
+
+def test_a_speed_up_whose_interval_holds_one_is_called_noise():
+    table = variant_table([fp32(), record("int8_dynamic", "dynamic", 0.9925, 1.03, ci=0.05, size=86.35)])
+    text = "\n".join(recommendation_lines(table, Rule()))
+    assert "as fast as FP32 within the noise at batch 1 on 1 thread (speed-up 1.03x [0.98, 1.08], 95% interval)" in text
+    assert "Its speed-up interval holds 1: on this machine it is not measurably faster than FP32." in text
+    assert "faster than FP32 at batch 1" not in text and "It is slower" not in text
+    summary = "\n".join(summary_lines(table))
+    assert "FP32 baseline (fp32): accuracy 0.9927 +- 0.0040, TAR@FAR=1e-3 0.9787, 86.98 MiB, 16.00 ms p50 at" in summary
+    assert "- int8_dynamic: accuracy 0.9925 (drop 0.02 pt), 0.7% smaller (no meaningful size cut), as fast" in summary
+
+
+def test_registry_evidence_quotes_the_interval_and_the_protocol():
+    row = variant_table([fp32(), static("minmax", 500, 0.9920, 2.64, ci=0.06)]).rows[1]
+    assert report.evidence(row, Rule(), "sweep-1")["facequant.speedup"] == (
+        "2.64x [2.58, 2.70] (median paired FP32/variant batch-1 latency ratio, 1 thread, 95% interval)"
+    )
+    run = static("minmax", 500, 0.9920, 2.64, ci=0.06, threads=(2,), extra={Param.BENCHMARK_CONFIDENCE: "0.9"})
+    (row,) = variant_table([run]).rows
+    assert report.evidence(row, Rule(), None)["facequant.speedup"] == (
+        "1.32x [1.26, 1.38] (median paired FP32/variant batch-1 latency ratio, 2 threads, 90% interval)"
+    )
 
 
 def test_without_fp32_drops_are_na_and_nothing_is_recommended():
     table = variant_table([static("minmax", 500, 0.99, 4.0)])  # the job logged drops against a cached FP32
     (row,) = table.rows
-    assert table.baseline is None and math.isnan(row.accuracy_drop) and math.isnan(row.speedup)
+    assert table.baseline is None and math.isnan(row.accuracy_drop) and math.isnan(row.compression)
+    assert (row.speedup, row.speedup_low, row.speedup_high) == (4.0, 3.95, 4.05)  # paired in its job: it stands
     row_cells = cells(comparison_lines(table), "int8_static_qdq_minmax_500")
-    assert row_cells[1] == "0.9900" and row_cells[8] == "n/a" and row_cells[11] == "n/a"
+    assert row_cells["Accuracy"] == "0.9900" and row_cells["Compression"] == "n/a"
+    assert row_cells["Speed-up 1T"] == "4.00x [3.95, 4.05]"
+    summary = "\n".join(summary_lines(table))
+    assert "drops and compression are n/a (no baseline to compare against)" in summary
+    assert "- int8_static_qdq_minmax_500: accuracy 0.9900, faster than FP32 at batch 1 on 1 thread" in summary
     text = "\n".join(recommendation_lines(table, Rule()))
     assert "No recommendation: this selection has no FP32 run" in text and "Recommended" not in text
     assert calibration_grid(table) is None
@@ -176,29 +383,29 @@ def test_distinct_settings_with_one_name_are_two_rows():
         [
             fp32(),
             static("minmax", 500, 0.9920, 4.0, key="aaaaaaaa11"),
-            static("minmax", 500, 0.9900, 9.0, key="bbbbbbbb22"),
+            static("minmax", 500, 0.9900, 1.8, key="bbbbbbbb22"),
         ]
     )
     assert len(table.rows) == 3 and table.repeats == 0
     lines = comparison_lines(table)
-    assert cells(lines, "int8_static_qdq_minmax_500 (aaaaaaaa)")[1] == "0.9920"
-    assert cells(lines, "int8_static_qdq_minmax_500 (bbbbbbbb)")[1] == "0.9900"
+    assert cells(lines, "int8_static_qdq_minmax_500 (aaaaaaaa)")["Accuracy"] == "0.9920"
+    assert cells(lines, "int8_static_qdq_minmax_500 (bbbbbbbb)")["Accuracy"] == "0.9900"
     assert calibration_grid(table) is None  # one method x samples cell cannot hold both
 
 
 def test_repeats_of_one_variant_keep_the_latest():
     runs = [
         fp32(start=1),
-        static("minmax", 500, 0.9800, 4.0, start=2),
+        static("minmax", 500, 0.9800, 2.0, start=2),
         fp32(start=3),
-        static("minmax", 500, 0.9920, 5.0, start=4),
-        record("int8_dynamic", "dynamic", 0.9925, 17.0, size=86.35, start=5),
+        static("minmax", 500, 0.9920, 3.2, start=4),
+        record("int8_dynamic", "dynamic", 0.9925, 0.94, size=86.35, start=5),
     ]
     table = variant_table(runs)
     assert [row.label for row in table.rows] == ["fp32", "int8_static_qdq_minmax_500", "int8_dynamic"]
     assert [row.run.start_time for row in table.rows] == [3, 4, 5] and table.repeats == 2
-    assert cells(comparison_lines(table), "int8_static_qdq_minmax_500")[1] == "0.9920"
-    assert table.rows[1].speedup == pytest.approx(16.0 / 5.0)
+    assert cells(comparison_lines(table), "int8_static_qdq_minmax_500")["Accuracy"] == "0.9920"
+    assert (table.rows[1].speedup, table.rows[1].speedup_low) == (3.2, 3.2 - 0.05)
 
 
 def test_drops_and_compression_are_the_logged_ones():
@@ -207,20 +414,37 @@ def test_drops_and_compression_are_the_logged_ones():
     table = variant_table([fp32(), static("minmax", 500, 0.9800, 4.0, logged=logged)])
     row = table.rows[1]
     assert (row.accuracy_drop, row.tar_drop, row.compression) == (0.0001, 0.002, 3.9)
-    assert cells(comparison_lines(table), row.label)[8] == "3.90x"
-    assert cells(comparison_lines(table), row.label)[11] == "4.00x"  # 16 ms / 4 ms: computed by the report
+    assert cells(comparison_lines(table), row.label)["Compression"] == "3.90x"
+    assert cells(comparison_lines(table), row.label)["Speed-up 1T"] == "4.00x [3.95, 4.05]"  # as the job logged it
     text = "\n".join(recommendation_lines(table, Rule()))
     assert "**Recommended: int8_static_qdq_minmax_500**: accuracy 0.9800 (drop 0.01 pt), TAR@FAR=1e-3 drop 0.20" in text
 
 
 def test_technical_details_come_from_the_runs():
     model_info = {Param.MODEL_ARCHITECTURE: ARCHITECTURE, Param.MODEL_INPUT: INPUT, Param.MODEL_EMBEDDING_SIZE: "128"}
+    protocol = {
+        Param.GRAPH_OPTIMIZATION: "ORT_ENABLE_ALL",
+        Param.RUNTIME_NAME: "ort",
+        Param.RUNTIME_PRECISION: "f32",
+        Param.RUNTIME_VERSION: "onnxruntime 1.20.1",
+    }
+    openvino = {Param.RUNTIME_NAME: "openvino", Param.RUNTIME_VERSION: "openvino 2026.4.1 f32"}
     runs = [
-        fp32(extra=model_info),
-        record("int8_dynamic", "dynamic", 0.9925, 17.0, extra=model_info),
-        static("minmax", 500, 0.9920, 4.0, extra=model_info | {Param.CALIBRATION_SEED: "0"}),
+        fp32(extra=model_info | protocol),
+        record("int8_dynamic", "dynamic", 0.9925, 0.94, extra=model_info | protocol),
+        static("minmax", 500, 0.9920, 4.0, extra=model_info | protocol | {Param.CALIBRATION_SEED: "0"}),
+        record("fp32@openvino", "fp32", 0.9927, 1.2, extra=model_info | protocol | openvino),
     ]
+    runs[-1] = replace(runs[-1], tags={**runs[-1].tags, Tag.IS_BASELINE: "false"})  # only ORT f32 is the reference
     text = "\n".join(technical_lines(runs, variant_table(runs)))
+    assert (
+        "- Latency, paired: each job timed its variant on ort f32 (onnxruntime 1.20.1), openvino f32 (openvino "
+        "2026.4.1 f32) and the reference, ONNX Runtime FP32 of the same weights, in the same process, interleaved: "
+        "per thread count (1,2; the unsuffixed metrics are at the first), 9 rounds in which the two take turns (order "
+        "flipped every round), each model making 3 warm-up + 10 timed batch-1 calls per round. Speed-up = median of "
+        "the per-round FP32/variant latency ratios, with a distribution-free 95% interval (order statistics of those "
+        "ratios); throughput at batch 32; ONNX Runtime CPU EP at ORT_ENABLE_ALL."
+    ) in text
     assert f"- Architecture: {ARCHITECTURE} (128-d embedding); input: {INPUT};" in text
     assert "  - fp32: FP32 ONNX export (opset 17)." in text
     assert "  - int8_dynamic: quantize_dynamic, weights QInt8, op types n/a, per_channel n/a." in text
@@ -230,7 +454,7 @@ def test_technical_details_come_from_the_runs():
 
 
 def test_calibration_grid_of_a_sweep():
-    runs = [fp32(), record("int8_dynamic", "dynamic", 0.99, 17.0)]
+    runs = [fp32(), record("int8_dynamic", "dynamic", 0.99, 0.94)]
     runs += [static(m, n, 0.9927 - d, 4.0) for m, n, d in [("minmax", 100, 0.001), ("minmax", 500, 0.002)]]
     runs += [static("entropy", 100, 0.9907, 4.0)]
     grid = calibration_grid(variant_table(runs))
@@ -248,11 +472,11 @@ def scores(seed: int) -> pd.DataFrame:
 def test_report_file_has_every_row_and_every_plot(tmp_path):
     runs = [
         fp32(start=1),
-        record("int8_dynamic", "dynamic", 0.9925, 17.0, size=86.35, start=2),
-        static("minmax", 100, 0.9930, 4.3, start=3),
-        static("minmax", 500, 0.9920, 5.3, start=4),
-        static("entropy", 100, 0.9917, 3.9, start=5),
-        static("entropy", 100, 0.9910, 3.9, start=6),  # a repeat
+        record("int8_dynamic", "dynamic", 0.9925, 0.94, size=86.35, start=2),
+        static("minmax", 100, 0.9930, 3.72, start=3),
+        static("minmax", 500, 0.9920, 3.02, start=4),
+        static("entropy", 100, 0.9917, 4.10, start=5),
+        static("entropy", 100, 0.9910, 4.10, start=6),  # a repeat
         record("int8_static_qdq_percentile_500", "static", 0.5, 4.0, start=7, status="FAILED"),
     ]
     curves = {run.run_id: scores(i) for i, run in enumerate(runs)}
@@ -262,7 +486,9 @@ def test_report_file_has_every_row_and_every_plot(tmp_path):
     lines = text.splitlines()
     for run in [*runs[:4], runs[5]]:  # the latest of each variant
         row = cells(lines, run.name)
-        assert row[1] == f"{run.metric(Metric.ACCURACY):.4f}" and row[9] == f"{run.metric(Metric.LATENCY_P50_MS):.2f}"
+        assert row["Accuracy"] == f"{run.metric(Metric.ACCURACY):.4f}"
+        assert row["p50 1T (ms)"] == f"{run.metric(Metric.LATENCY_P50_MS):.2f}"
+        assert row["p50 2T (ms)"] == f"{run.metric(at_threads(Metric.LATENCY_P50_MS, 2)):.2f}"
     assert "(1 repeated run(s) of the same variant: the latest of each is shown.)" in text
     assert "Runs that did not finish (left out): int8_static_qdq_percentile_500 (FAILED: no error recorded)" in text
     assert "**Recommended: int8_static_qdq_entropy_100**" in text
@@ -273,7 +499,7 @@ def test_report_file_has_every_row_and_every_plot(tmp_path):
 
 
 def test_models_are_reported_apart(tmp_path):
-    runs = [fp32(), fp32(model="vggface2", start=1), record("int8_dynamic", "dynamic", 0.99, 17.0, start=2)]
+    runs = [fp32(), fp32(model="vggface2", start=1), record("int8_dynamic", "dynamic", 0.99, 0.94, start=2)]
     text = (build_report(runs, {}, Rule(), tmp_path, "title")[-1]).read_text()
     assert "**These runs mix 2 model/dataset combinations;" in text
     assert "## msceleb128 on LFW (10 folds, dataset fp-6000)" in text and "## vggface2 on LFW" in text

@@ -7,13 +7,14 @@ import re
 import mlflow
 import pytest
 
-from facequant.schema import Metric, Param, Tag
+from facequant.schema import Metric, Param, Tag, at_threads
 from helpers import run_compare
 
 ARCHITECTURE = "facenet-pytorch InceptionResnetV1"
 INPUT = "float32 NCHW RGB 160x160 after preprocessing; output L2-normalised embedding"
-# (accuracy, TAR@FAR=1e-3, size) of the FP32 model a quantized job compared itself with.
-FP32 = (0.9927, 0.97, 86.98)
+# (accuracy, TAR@FAR=1e-3, size, batch-1 p50 ms) of the FP32 model a quantized job compared itself with.
+FP32 = (0.9927, 0.97, 86.98, 18.0)
+THREADS = (1, 2)
 
 
 def fake_run(
@@ -29,7 +30,11 @@ def fake_run(
     model: str = "msceleb128",
     key: str | None = None,
 ) -> str:
-    """A finished run shaped like a job's, with chosen numbers and the drops its job would log."""
+    """A finished run shaped like a job's, with chosen numbers and the drops its job would log.
+
+    Its paired speed-up is FP32's 18 ms over its latency, +-0.05, at each thread count (the latency halves at 2
+    threads); the FP32 reference logs speed-up 1 without an interval.
+    """
     baseline = (accuracy, tar, size) if mode == "fp32" else FP32
     run = client.create_run(
         experiment,
@@ -53,6 +58,9 @@ def fake_run(
         Param.MODEL_INPUT: INPUT,
         Param.MODEL_EMBEDDING_SIZE: "128",
         Param.DATASET_FOLDS: "10",
+        Param.BENCHMARK_THREADS: ",".join(map(str, THREADS)),
+        Param.BENCHMARK_ROUNDS: "9",
+        Param.BENCHMARK_CONFIDENCE: "0.95",
     }
     if mode == "static":  # only static variants log calibration
         params |= {Param.CALIBRATION_METHOD: "minmax", Param.CALIBRATION_NUM_SAMPLES: "500"}
@@ -66,9 +74,7 @@ def fake_run(
         Metric.ROC_AUC: 0.99,
         Metric.EER: 0.01,
         Metric.SIZE_MIB: size,
-        Metric.LATENCY_P50_MS: latency,
         Metric.LATENCY_P95_MS: latency,
-        Metric.THROUGHPUT_IPS: 1000 / latency,
         Metric.GENUINE_MEAN: 0.7,
         Metric.GENUINE_STD: 0.1,
         Metric.IMPOSTOR_MEAN: 0.0,
@@ -80,6 +86,14 @@ def fake_run(
         Metric.TAR_FAR_1E3_DROP: baseline[1] - tar,
         Metric.COMPRESSION_RATIO: baseline[2] / size,
     }
+    for n in THREADS:
+        speedup = 1.0 if mode == "fp32" else FP32[3] / latency
+        at = {Metric.LATENCY_P50_MS: latency / n, Metric.THROUGHPUT_IPS: 1000 * n / latency, Metric.SPEEDUP: speedup}
+        if mode != "fp32":
+            at |= {Metric.SPEEDUP_CI_LOW: speedup - 0.05, Metric.SPEEDUP_CI_HIGH: speedup + 0.05}
+        metrics |= {at_threads(metric, n): value for metric, value in at.items()}
+        if n == THREADS[0]:
+            metrics |= at
     for key_, value in metrics.items():
         client.log_metric(rid, key_, value)
     client.set_terminated(rid, "FINISHED")
@@ -120,7 +134,8 @@ def test_without_fp32_drops_are_na(fake_sweep, tmp_path):
     proc = run_compare(tmp_path, f"out={tmp_path / 'r'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (tmp_path / "r" / "report.md").read_text()
-    assert "drops, compression and speed-up are n/a (no baseline" in text
+    assert "drops and compression are n/a (no baseline" in text
+    assert "| int8_static_qdq_minmax_500 | 0.9900 |" in text and "| n/a | 6.20 | 2.90x [2.85, 2.95] | 161.3 |" in text
     assert "No recommendation: this selection has no FP32 run" in text
 
 
@@ -134,7 +149,7 @@ def test_repeats_collapse_and_distinct_settings_stay_apart(fake_sweep, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (tmp_path / "r" / "report.md").read_text()
     assert "(1 repeated run(s) of the same variant: the latest of each is shown.)" in text
-    assert "| fp32 | 0.9927 | 0.0040 |" in text and "| 16.00 | 16.00 | 1.00x |" in text
+    assert "| fp32 | 0.9927 | 0.0040 |" in text and "| 1.00x | 16.00 | 1.00x | 62.5 | 8.00 | 1.00x | 125.0 |" in text
     assert "| int8_static_qdq_minmax_500 (aaaaaaaa) | 0.9920 |" in text
     assert "| int8_static_qdq_minmax_500 (bbbbbbbb) | 0.9910 |" in text
 
@@ -203,6 +218,10 @@ def test_register_puts_the_alias_and_the_evidence_on_the_recommended_version(fak
     assert version.tags["facequant.accuracy_drop"] == "0.0002"
     assert version.tags["facequant.sweep"] == parent and version.tags["facequant.dataset_fingerprint"] == "fp-6"
     assert version.tags["facequant.rule"].startswith("the fastest variant")
+    assert "intervals overlap" in version.tags["facequant.rule"]
+    assert version.tags["facequant.speedup"] == (
+        "3.00x [2.95, 3.05] (median paired FP32/variant batch-1 latency ratio, 1 thread, 95% interval)"
+    )
     model = mlflow.onnx.load_model("models:/facenet-test@int8-recommended")
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     face = np.random.default_rng(1).normal(size=(1, 3, 8, 8)).astype(np.float32)

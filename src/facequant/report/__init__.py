@@ -17,6 +17,7 @@ from facequant import tracking
 from facequant.config import MlflowConfig
 from facequant.report.document import build_report
 from facequant.report.rule import Rule
+from facequant.report.sections import confidence, row_speedup, threads_phrase
 from facequant.report.table import Row, groups, variant_table
 from facequant.schema import SCORES_CSV, Metric, RunRecord, Tag
 
@@ -59,7 +60,8 @@ def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
         "facequant.accuracy": f"{run.metric(Metric.ACCURACY):.4f} +- {run.metric(Metric.ACCURACY_STD):.4f} (10-fold)",
         "facequant.accuracy_drop": f"{row.accuracy_drop:.4f}",
         "facequant.tar_far_1e-3_drop": f"{row.tar_drop:.4f}",
-        "facequant.speedup": f"{row.speedup:.2f}x (batch-1 p50 latency ratio of two runs)",
+        "facequant.speedup": f"{row_speedup(row)} (median paired FP32/variant batch-1 latency ratio, "
+        f"{threads_phrase(run.threads)}, {confidence(run)} interval)",
         "facequant.compression": f"{row.compression:.2f}x",
         "facequant.rule": rule.text(),
     }

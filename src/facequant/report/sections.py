@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from facequant.report.rule import Rule
 from facequant.report.table import Row, Table
-from facequant.schema import Metric, Param, RunRecord, Tag
+from facequant.schema import Metric, Param, RunRecord, Tag, at_threads
 
 
 def fmt(value: float, spec: str) -> str:
@@ -38,32 +38,64 @@ def size_phrase(ratio: float) -> str:
     return f"{abs(change):.1f}% {'smaller' if change >= 0 else 'larger'} (no meaningful size cut)"
 
 
-def speed_phrase(ratio: float) -> str:
-    if math.isnan(ratio):
-        return "speed ratio n/a"
-    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+def threads_phrase(threads: Sequence[int]) -> str:
+    """The first thread count in words: the one the unsuffixed latency and speed-up metrics refer to."""
+    return "n/a threads" if not threads else f"{threads[0]} thread" + ("" if threads[0] == 1 else "s")
+
+
+def confidence(run: RunRecord) -> str:
+    """The confidence level of the run's speed-up interval, as '95%'."""
+    value = run.param(Param.BENCHMARK_CONFIDENCE)
+    return "n/a" if value is None else f"{100 * float(value):g}%"
+
+
+def speedup_text(speedup: float, low: float, high: float, reference: bool = False) -> str:
+    """'2.64x [2.58, 2.71]': the point with its interval; '1.00x' for the FP32 reference itself."""
+    if reference:
+        return "1.00x"
+    if math.isnan(speedup):
+        return "n/a"
+    if math.isnan(low) or math.isnan(high):
+        return f"{speedup:.2f}x (no interval)"
+    return f"{speedup:.2f}x [{low:.2f}, {high:.2f}]"
+
+
+def row_speedup(row: Row) -> str:
+    return speedup_text(row.speedup, row.speedup_low, row.speedup_high, row.is_baseline)
+
+
+def speed_phrase(row: Row) -> str:
+    """The speed-up in words with its interval; an interval that holds 1 is called noise, not a speed change."""
+    if math.isnan(row.speedup):
+        return "speed-up n/a"
+    low, high = row.interval
+    verdict = "faster than FP32" if low > 1 else "slower than FP32" if high < 1 else "as fast as FP32 within the noise"
+    interval = "no interval logged" if math.isnan(row.speedup_low) else f"{confidence(row.run)} interval"
+    return f"{verdict} at batch 1 on {threads_phrase(row.run.threads)} (speed-up {row_speedup(row)}, {interval})"
 
 
 def summary_lines(table: Table) -> list[str]:
     base = table.baseline
     if base is None:
         return [
-            "No FP32 run in this selection: drops, compression and speed-up are n/a (no baseline to compare against)."
-        ] + [f"- {r.label}: accuracy {fmt(r.metric(Metric.ACCURACY), '.4f')}" for r in table.rows]
+            "No FP32 run in this selection: drops and compression are n/a (no baseline to compare against); each "
+            "speed-up is its job's own paired measurement against FP32."
+        ] + [f"- {r.label}: accuracy {fmt(r.metric(Metric.ACCURACY), '.4f')}, {speed_phrase(r)}." for r in table.rows]
     lines = [
         f"FP32 baseline ({base.label}): accuracy {fmt(base.metric(Metric.ACCURACY), '.4f')} +- "
         f"{fmt(base.metric(Metric.ACCURACY_STD), '.4f')}, TAR@FAR=1e-3 {fmt(base.metric(Metric.TAR_FAR_1E3), '.4f')}, "
-        f"{fmt(base.metric(Metric.SIZE_MIB), '.2f')} MiB, {fmt(base.metric(Metric.LATENCY_P50_MS), '.2f')} ms."
+        f"{fmt(base.metric(Metric.SIZE_MIB), '.2f')} MiB, {fmt(base.metric(Metric.LATENCY_P50_MS), '.2f')} ms p50 at "
+        f"batch 1 on {threads_phrase(base.run.threads)}."
     ]
     for r in table.quantized:
         lines.append(
             f"- {r.label}: accuracy {fmt(r.metric(Metric.ACCURACY), '.4f')} (drop {fmt(100 * r.accuracy_drop, '.2f')} "
-            f"pt), {size_phrase(r.compression)}, {speed_phrase(r.speedup)} at batch 1."
+            f"pt), {size_phrase(r.compression)}, {speed_phrase(r)}."
         )
     return lines
 
 
-# The detailed table: header, then each cell's metric (or row field) and format.
+# The detailed table's accuracy and size columns: header, then each cell's metric (or row field) and format.
 TABLE_COLUMNS: tuple[tuple[str, Callable[[Row], float], str], ...] = (
     ("Accuracy", lambda r: r.metric(Metric.ACCURACY), ".4f"),
     ("Acc. std", lambda r: r.metric(Metric.ACCURACY_STD), ".4f"),
@@ -73,12 +105,8 @@ TABLE_COLUMNS: tuple[tuple[str, Callable[[Row], float], str], ...] = (
     ("EER", lambda r: r.metric(Metric.EER), ".4f"),
     ("Size (MiB)", lambda r: r.metric(Metric.SIZE_MIB), ".2f"),
     ("Compression", lambda r: r.compression, ".2f"),
-    ("Latency p50 (ms)", lambda r: r.metric(Metric.LATENCY_P50_MS), ".2f"),
-    ("Latency p95 (ms)", lambda r: r.metric(Metric.LATENCY_P95_MS), ".2f"),
-    ("Speed-up", lambda r: r.speedup, ".2f"),
-    ("Throughput (img/s)", lambda r: r.metric(Metric.THROUGHPUT_IPS), ".1f"),
 )
-RATIO_COLUMNS = {"Compression", "Speed-up"}  # printed with an x suffix, as in "3.85x"
+RATIO_COLUMNS = {"Compression"}  # printed with an x suffix, as in "3.85x"
 
 
 def _cell(value: float, spec: str, ratio: bool) -> str:
@@ -86,13 +114,39 @@ def _cell(value: float, spec: str, ratio: bool) -> str:
     return text + "x" if ratio and not math.isnan(value) else text
 
 
-def comparison_lines(table: Table) -> list[str]:
-    lines = [
-        "| Model | " + " | ".join(head for head, _, _ in TABLE_COLUMNS) + " |",
-        "|" + "---|" * (len(TABLE_COLUMNS) + 1),
+def at(run: RunRecord, metric: Metric, threads: int | None) -> float:
+    """The metric at N threads; runs from before per-thread metrics logged it unsuffixed, at their first count.
+
+    threads=None (a group whose runs logged no thread counts) reads the unsuffixed metric.
+    """
+    if threads is None:
+        return run.metric(metric)
+    value = run.metric(at_threads(metric, threads))
+    return run.metric(metric) if math.isnan(value) and run.threads[:1] == (threads,) else value
+
+
+def timing_heads(threads: int | None) -> list[str]:
+    tag = "" if threads is None else f" {threads}T"
+    return [f"p50{tag} (ms)", f"Speed-up{tag}", f"img/s{tag}"]
+
+
+def timing_cells(row: Row, threads: int | None) -> list[str]:
+    speedup = (at(row.run, m, threads) for m in (Metric.SPEEDUP, Metric.SPEEDUP_CI_LOW, Metric.SPEEDUP_CI_HIGH))
+    return [
+        fmt(at(row.run, Metric.LATENCY_P50_MS, threads), ".2f"),
+        speedup_text(*speedup, reference=row.is_baseline),
+        fmt(at(row.run, Metric.THROUGHPUT_IPS, threads), ".1f"),
     ]
+
+
+def comparison_lines(table: Table) -> list[str]:
+    """Accuracy and size, then p50, paired speed-up and throughput at each of the group's thread counts."""
+    counts: tuple[int | None, ...] = table.threads or (None,)
+    heads = [head for head, _, _ in TABLE_COLUMNS] + [head for n in counts for head in timing_heads(n)]
+    lines = ["| Model | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]
     for r in table.rows:
         cells = [_cell(get(r), spec, head in RATIO_COLUMNS) for head, get, spec in TABLE_COLUMNS]
+        cells += [cell for n in counts for cell in timing_cells(r, n)]
         lines.append(f"| {r.label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -114,7 +168,9 @@ def recommendation_lines(table: Table, rule: Rule) -> list[str]:
             "No recommendation: this selection has no FP32 run, so no drop can be measured. "
             "Run `quant=fp32` in the same sweep."
         ]
-    best = rule.choose(table)
+    passing = rule.passing(table)
+    best = rule.pick(passing) if passing else None
+    tied = [r for r in rule.equally_fast(passing) if r is not best] if passing else []
     if best is None:
         lines.append(f"**Keep FP32** ({base.label}): no quantized variant meets the rule.")
     else:
@@ -122,20 +178,35 @@ def recommendation_lines(table: Table, rule: Rule) -> list[str]:
             f"**Recommended: {best.label}**: accuracy {best.metric(Metric.ACCURACY):.4f} (drop "
             f"{100 * best.accuracy_drop:.2f} pt), TAR@FAR=1e-3 drop {100 * best.tar_drop:.2f} pt; "
             f"{size_phrase(best.compression)} than FP32 ({fmt(base.metric(Metric.SIZE_MIB), '.2f')} -> "
-            f"{fmt(best.metric(Metric.SIZE_MIB), '.2f')} MiB); {speed_phrase(best.speedup)} at batch 1 "
-            f"({base.metric(Metric.LATENCY_P50_MS):.2f} -> {best.metric(Metric.LATENCY_P50_MS):.2f} ms p50)."
+            f"{fmt(best.metric(Metric.SIZE_MIB), '.2f')} MiB); {speed_phrase(best)}."
         )
-        if best.speedup < 1:
+        low, high = best.interval
+        if high < 1:
             lines.append("It is slower than FP32 on this machine: keep FP32 if latency matters more than size.")
+        elif low <= 1:
+            lines.append("Its speed-up interval holds 1: on this machine it is not measurably faster than FP32.")
+        if tied:
+            lines.append(
+                f"{best.label} and {', '.join(r.label for r in tied)} are equally fast: their speed-up intervals "
+                "overlap the fastest's, so the speed difference among them is within the measurement noise and the "
+                "smallest accuracy drop decides."
+            )
     lines.append("")
     for r in table.quantized:
         reasons = rule.breaks(r)
         if reasons:
             lines.append(f"- {r.label}: not recommended: {'; '.join(reasons)}.")
+        elif r in tied:
+            lines.append(
+                f"- {r.label}: within the bounds and as fast as the fastest within the measurement noise (speed-up "
+                f"{row_speedup(r)}), but drop {100 * r.accuracy_drop:.2f} pt against the pick's "
+                f"{100 * best.accuracy_drop:.2f} pt; {size_phrase(r.compression)}."
+            )
         elif r is not best:
             lines.append(
-                f"- {r.label}: within the bounds but not picked ({r.metric(Metric.LATENCY_P50_MS):.2f} ms p50, drop "
-                f"{100 * r.accuracy_drop:.2f} pt); {size_phrase(r.compression)}, {speed_phrase(r.speedup)} than FP32."
+                f"- {r.label}: within the bounds but measurably slower than the fastest (its speed-up interval "
+                f"does not overlap the fastest's): speed-up {row_speedup(r)}, drop {100 * r.accuracy_drop:.2f} pt; "
+                f"{size_phrase(r.compression)}."
             )
     return lines
 
@@ -173,6 +244,37 @@ def quantization_detail(run: RunRecord) -> str:
     return f"FP32 ONNX export (opset {p(Param.ONNX_OPSET)})"
 
 
+def _runtime(run: RunRecord) -> str | None:
+    name = run.param(Param.RUNTIME_NAME)
+    if name is None:
+        return None
+    precision, version = run.param(Param.RUNTIME_PRECISION) or "n/a", run.param(Param.RUNTIME_VERSION) or "n/a"
+    return f"{name} {precision} ({version})"
+
+
+def timing_line(runs: Sequence[RunRecord]) -> str:
+    """The paired timing protocol as the runs logged it; older runs timed each model alone and say so."""
+    if params(runs, Param.BENCHMARK_ROUNDS) == "n/a":
+        return (
+            f"- Latency: these runs predate paired timing (no {Param.BENCHMARK_ROUNDS} logged): each job timed its "
+            f"model alone ({params(runs, Param.BENCHMARK_THREADS)} intra-op thread(s), "
+            f"{params(runs, Param.BENCHMARK_WARMUP)} warm-up + {params(runs, Param.BENCHMARK_ITERATIONS)} timed "
+            "runs), so no speed-up was measured."
+        )
+    timed = [run for run in runs if run.param(Param.BENCHMARK_CONFIDENCE) is not None]
+    return (
+        f"- Latency, paired: each job timed its variant on {distinct(runs, _runtime)} and the reference, ONNX Runtime "
+        "FP32 of the same weights, in the same process, interleaved: per thread count "
+        f"({params(runs, Param.BENCHMARK_THREADS)}; the unsuffixed metrics are at the first), "
+        f"{params(runs, Param.BENCHMARK_ROUNDS)} rounds in which the two take turns (order flipped every round), each "
+        f"model making {params(runs, Param.BENCHMARK_WARMUP)} warm-up + {params(runs, Param.BENCHMARK_ITERATIONS)} "
+        f"timed batch-{params(runs, Param.BENCHMARK_LATENCY_BATCH)} calls per round. Speed-up = median of the "
+        f"per-round FP32/variant latency ratios, with a distribution-free {distinct(timed, confidence)} interval "
+        f"(order statistics of those ratios); throughput at batch {params(runs, Param.BENCHMARK_THROUGHPUT_BATCH)}; "
+        f"ONNX Runtime CPU EP at {params(runs, Param.GRAPH_OPTIMIZATION)}."
+    )
+
+
 def technical_lines(runs: Sequence[RunRecord], table: Table) -> list[str]:
     """Model, preprocessing, how each variant was built, data, benchmark and software, as the runs logged them."""
     return [
@@ -189,11 +291,7 @@ def technical_lines(runs: Sequence[RunRecord], table: Table) -> list[str]:
         "pairs.txt; accuracy is 10-fold (threshold chosen on the other folds).",
         f"- FAR resolution: {fmt(_first(table.rows, Metric.FAR_RESOLUTION), '.1e')} (1 / impostor pairs): "
         "TAR@FAR=1e-4 is read at zero false accepts, and TAR@FAR=1e-3 allows floor(1e-3 x impostors) of them.",
-        f"- Latency: ONNX Runtime CPU EP, {params(runs, Param.GRAPH_OPTIMIZATION)}, "
-        f"{params(runs, Param.BENCHMARK_THREADS)} intra-op thread(s), batch "
-        f"{params(runs, Param.BENCHMARK_LATENCY_BATCH)}, {params(runs, Param.BENCHMARK_WARMUP)} warm-up + "
-        f"{params(runs, Param.BENCHMARK_ITERATIONS)} timed runs; throughput at batch "
-        f"{params(runs, Param.BENCHMARK_THROUGHPUT_BATCH)}.",
+        timing_line(runs),
         f"- Software: onnxruntime {params(runs, Param.VERSION_ONNXRUNTIME)}, "
         f"torch {params(runs, Param.VERSION_TORCH)}, onnx {params(runs, Param.VERSION_ONNX)}, "
         f"mlflow {params(runs, Param.VERSION_MLFLOW)}.",
