@@ -4,6 +4,8 @@ Builds (or takes from the cache) the msceleb128 FP32 export and static INT8 vari
 protocol of the benchmark stage over all of them at once: each round, every model in turn. Prints per thread
 count each candidate's p50 latency and its speed-up over ONNX Runtime FP32 with the 95% interval, and the CPU.
 Accuracy is not measured here: run the candidates that win through `src/main.py` on the 6000 pairs.
+When `nncf` is installed (it is not a dependency), OpenVINO's own INT8 (NNCF post-training quantization with
+its defaults, on the same calibration faces as facequant's static variant) is timed as a yardstick.
 
     python benchmarks/int8_speed.py --lfw ../shared/data/lfw --threads 1 2 --rounds 15
 """
@@ -11,6 +13,8 @@ Accuracy is not measured here: run the candidates that win through `src/main.py`
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -62,6 +66,20 @@ def model_file(args: argparse.Namespace, overrides: list[str]) -> tuple[Path, Pa
     return variant, exported.fp32, faces
 
 
+def nncf_file(args: argparse.Namespace, fp32: Path, out: Path) -> Path:
+    """OpenVINO's own INT8 of the FP32 file: nncf.quantize with defaults on facequant's calibration faces."""
+    import nncf
+    import openvino as ov
+
+    s = settings(args, ["quant=static"])
+    data = prepare_data(s, CacheLayout(s.cache_dir))
+    faces = runtime.preprocess(data.calibration_faces(), s.model.preprocess)
+    dataset = nncf.Dataset([faces[i : i + 1] for i in range(len(faces))])
+    quantized = nncf.quantize(ov.Core().read_model(str(fp32)), dataset, subset_size=len(faces))
+    ov.save_model(quantized, str(out))
+    return out
+
+
 def opener(path: Path, engine: RuntimeConfig, entries: dict[str, str]) -> Callable[[int], Callable]:
     def open_at(threads: int) -> Callable:
         if not entries:
@@ -89,6 +107,9 @@ def main() -> None:
         name: (*model_file(args, quant)[:1], engine, entries) for name, (quant, engine, entries) in CANDIDATES.items()
     }
     _, fp32, faces = model_file(args, ["quant=fp32"])
+    if importlib.util.find_spec("nncf"):
+        xml = nncf_file(args, fp32, Path(tempfile.mkdtemp(prefix="facequant-nncf-")) / "nncf_int8.xml")
+        built["OpenVINO NNCF INT8 (defaults)"] = (xml, OPENVINO, {})
     cfg = replace(settings(args, []).benchmark, rounds=args.rounds)
     info = machine_info()
     print(f"CPU: {info[Param.CPU_MODEL]} ({info[Param.CPU_ISA]}); {runtime.name()}, {runtime.name(OPENVINO)}")
