@@ -151,3 +151,28 @@ def test_speedups_are_paired_with_intervals_per_thread_count(sweep):
     assert (df["params.runtime.name"] == "ort").all() and df["params.runtime.version"].str.startswith(
         "onnxruntime"
     ).all()
+
+
+def test_variants_carry_paired_statistics_and_embedding_drift(sweep):
+    workdir, df = sweep
+    fp32, dynamic, static = (df.iloc[i] for i in range(3))
+    assert "metrics.flips_acc" not in fp32.dropna() and "metrics.embedding_cosine_mean" not in fp32.dropna()
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    for row in (dynamic, static):
+        m = {k.removeprefix("metrics."): v for k, v in row.items() if k.startswith("metrics.")}
+        assert m["accuracy_drop_ci_low"] <= m["accuracy_drop"] <= m["accuracy_drop_ci_high"]
+        assert m["tar_far_1e-3_drop_ci_low"] <= m["tar_far_1e-3_drop"] <= m["tar_far_1e-3_drop_ci_high"]
+        for at in ("acc", "far_1e-3"):  # a changed decision is either fixed or broken
+            assert m[f"flips_{at}"] == m[f"flips_{at}_fixed"] + m[f"flips_{at}_broken"]
+            assert 0 < m[f"mcnemar_p_{at}"] <= 1
+        assert 0.5 < m["embedding_cosine_min"] <= m["embedding_cosine_p01"] <= m["embedding_cosine_mean"] < 1
+        with open(client.download_artifacts(row.run_id, "embedding_cosine.csv", str(workdir))) as fh:
+            cosines = list(csv.DictReader(fh))
+        assert len(cosines) == m["n_images"] and min(float(c["cosine"]) for c in cosines) == pytest.approx(
+            m["embedding_cosine_min"], abs=1e-7
+        )
+        png = Path(client.download_artifacts(row.run_id, "drift_faces.png", str(workdir)))
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # dynamic INT8 quantizes only the final Gemm; static quantizes every convolution, so it turns embeddings more
+    assert static["metrics.embedding_cosine_mean"] < dynamic["metrics.embedding_cosine_mean"]

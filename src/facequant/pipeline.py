@@ -15,12 +15,25 @@ from facequant.config import Settings
 from facequant.cpu import machine_info
 from facequant.export import OPSET
 from facequant.layout import CacheLayout
-from facequant.plots import plot_roc, plot_score_histogram
-from facequant.schema import CONFIG_YAML, HISTOGRAM_PNG, ROC_PNG, SCORES_CSV, STAGE_TIME, Metric, Param, Tag
+from facequant.plots import plot_drift_faces, plot_roc, plot_score_histogram
+from facequant.schema import (
+    CONFIG_YAML,
+    DRIFT_CSV,
+    DRIFT_PNG,
+    HISTOGRAM_PNG,
+    ROC_PNG,
+    SCORES_CSV,
+    STAGE_TIME,
+    Metric,
+    Param,
+    Tag,
+)
 from facequant.stages import (
     EvalData,
     Evaluation,
+    Paired,
     benchmark_model,
+    compare_with_fp32,
     evaluate_model,
     export_model,
     prepare_data,
@@ -81,6 +94,18 @@ def run_job(settings: Settings, config_yaml: str) -> dict[str, float]:
         return _run(settings)
 
 
+def _drift_artifacts(out: Path, data: EvalData, paired: Paired, name: str) -> list[Path]:
+    """Every image's FP32-vs-variant embedding cosine, and the faces that drifted most."""
+    csv = out / DRIFT_CSV
+    rows = "\n".join(f"{image},{cosine:.8f}" for image, cosine in zip(data.names, paired.cosines, strict=True))
+    csv.write_text("image,cosine\n" + rows + "\n")
+    worst = list(paired.worst)
+    faces = data.faces_at(worst).faces
+    names, cosines = [data.names[i] for i in worst], paired.cosines[worst]
+    title = f"Most-drifted faces - {name} vs FP32"
+    return [csv, plot_drift_faces(faces, names, cosines, title, out / DRIFT_PNG)]
+
+
 def _artifacts(out: Path, data: EvalData, evaluation: Evaluation, name: str) -> list[Path]:
     csv = out / SCORES_CSV
     rows = "\n".join(f"{p.fold},{p.label},{s:.8f}" for p, s in zip(data.pairs, evaluation.scores, strict=True))
@@ -126,14 +151,18 @@ def _run(settings: Settings) -> dict[str, float]:
             if not baseline.cached:
                 log.info("no cached FP32 baseline for this model and data; computed it")
         drops = evaluation.drops_from(baseline)
-        tracking.log_metrics(evaluation.metrics() | drops)
+        paired = None if settings.is_reference else compare_with_fp32(data, evaluation, baseline)
+        tracking.log_metrics(evaluation.metrics() | drops | (paired.metrics if paired else {}))
 
     with stage("benchmark"):
         bench = benchmark_model(settings, data, variant, exported.fp32, preprocess)
         tracking.log_metrics(bench)
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
-        tracking.log_artifacts(_artifacts(Path(tmp), data, evaluation, settings.variant_name))
+        artifacts = _artifacts(Path(tmp), data, evaluation, settings.variant_name)
+        if paired is not None:
+            artifacts += _drift_artifacts(Path(tmp), data, paired, settings.variant_name)
+        tracking.log_artifacts(artifacts)
         example = exported.sample[:1]
         tracking.log_onnx_model(variant, example, runtime.run(runtime.session(variant), example))
     log.info(

@@ -112,3 +112,17 @@ def plot_calibration_grid(grid: pd.DataFrame, out: Path) -> Path:
     fig.colorbar(image, label="accuracy drop (pt)")
     ax.set_title("Static INT8 accuracy drop against FP32")
     return _save(fig, out)
+
+
+def plot_drift_faces(faces: np.ndarray, names: Sequence[str], cosines: Sequence[float], title: str, out: Path) -> Path:
+    """The aligned faces whose embeddings quantization turned most, each with its FP32-vs-variant cosine."""
+    cols = 4
+    rows = max(1, -(-len(faces) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.7 * rows), squeeze=False)
+    for ax, face, name, cosine in zip(axes.flat, faces, names, cosines, strict=False):
+        ax.imshow(face)
+        ax.set_title(f"{Path(name).stem}\ncos {cosine:.4f}", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, out)

@@ -107,6 +107,24 @@ class Metric(StrEnum):
     SPEEDUP_CI_HIGH = "speedup_ci_high"
     ACCURACY_DROP = "accuracy_drop"
     TAR_FAR_1E3_DROP = "tar_far_1e-3_drop"
+    # Paired comparison with FP32 on the same pairs (facequant.paired): bootstrap intervals of the drops,
+    ACCURACY_DROP_CI_LOW = "accuracy_drop_ci_low"
+    ACCURACY_DROP_CI_HIGH = "accuracy_drop_ci_high"
+    TAR_FAR_1E3_DROP_CI_LOW = "tar_far_1e-3_drop_ci_low"
+    TAR_FAR_1E3_DROP_CI_HIGH = "tar_far_1e-3_drop_ci_high"
+    # decisions flipped at FP32's accuracy threshold and at its FAR threshold, with McNemar's exact p-value,
+    FLIPS_ACC = "flips_acc"
+    FLIPS_ACC_FIXED = "flips_acc_fixed"
+    FLIPS_ACC_BROKEN = "flips_acc_broken"
+    MCNEMAR_P_ACC = "mcnemar_p_acc"
+    FLIPS_FAR_1E3 = "flips_far_1e-3"
+    FLIPS_FAR_1E3_FIXED = "flips_far_1e-3_fixed"
+    FLIPS_FAR_1E3_BROKEN = "flips_far_1e-3_broken"
+    MCNEMAR_P_FAR_1E3 = "mcnemar_p_far_1e-3"
+    # and the cosine between each image's FP32 and variant embeddings.
+    EMBEDDING_COSINE_MEAN = "embedding_cosine_mean"
+    EMBEDDING_COSINE_P01 = "embedding_cosine_p01"
+    EMBEDDING_COSINE_MIN = "embedding_cosine_min"
     COMPRESSION_RATIO = "compression_ratio"
     ONNX_PARITY = "onnx_parity_max_abs_diff"
     N_PAIRS = "n_pairs"
@@ -159,6 +177,8 @@ SCORES_CSV = "scores.csv"
 CONFIG_YAML = "config.yaml"
 ROC_PNG = "roc.png"
 HISTOGRAM_PNG = "score_histogram.png"
+DRIFT_CSV = "embedding_cosine.csv"  # every evaluated image's FP32-vs-variant embedding cosine
+DRIFT_PNG = "drift_faces.png"  # the 16 most-drifted faces
 MODEL_ARTIFACT = "model"
 EVALUATION_CONTEXT = "evaluation"
 CALIBRATION_CONTEXT = "calibration"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from facequant.evaluate import Verification, cosine_scores, verification_metrics
 from facequant.export import export_onnx, model_identity
 from facequant.layout import CacheLayout, FaceSetIdentity, ModelIdentity, ScoresIdentity, VariantIdentity
 from facequant.models import ModelInfo, load_model
+from facequant.paired import embedding_cosines, embedding_drift, paired_metrics
 from facequant.quantize import build_variant, pre_process, quantizer
 from facequant.schema import TAR_AT_FAR, Metric
 
@@ -51,8 +53,12 @@ class EvalData:
 
     def faces(self, count: int | None = None) -> Aligned:
         """The first count evaluated faces (all by default)."""
-        names = self.names[:count]
-        subset = replace(self.faces_id, image_sha256=self.faces_id.image_sha256[: len(names)])
+        return self.faces_at(range(len(self.names[:count])))
+
+    def faces_at(self, indices: Sequence[int]) -> Aligned:
+        """The evaluated faces at these indices of names, loaded alone (all faces would take ~600 MB)."""
+        names = [self.names[i] for i in indices]
+        subset = replace(self.faces_id, image_sha256=[self.faces_id.image_sha256[i] for i in indices])
         return load_aligned(self.lfw.images_dir, names, subset, self.settings.align, self.layout)
 
     def calibration_faces(self) -> np.ndarray:
@@ -150,6 +156,7 @@ def quantize_model(settings: Settings, layout: CacheLayout, data: EvalData, expo
 class Evaluation:
     verification: Verification
     scores: np.ndarray
+    embeddings: np.ndarray  # one row per evaluated image, in EvalData.names order
     size_mib: float
     fallbacks: int
     cached: bool
@@ -178,7 +185,7 @@ def evaluate_model(data: EvalData, model: Path, preprocess: str, engine: Runtime
         sha256_file(model), preprocess, pairs_digest(data.pairs), data.faces_id.key, runtime.name(engine)
     )
     path = data.layout.scores(identity)
-    cached = load_npz(path, ("scores", "fallbacks"))
+    cached = load_npz(path, ("scores", "fallbacks", "embeddings"))
     if cached is None:
         aligned = data.faces()
         emb = runtime.embed(model, aligned.faces, preprocess, data.settings.eval_batch_size, engine)
@@ -186,11 +193,30 @@ def evaluate_model(data: EvalData, model: Path, preprocess: str, engine: Runtime
         left = np.array([index[p.left] for p in data.pairs])
         right = np.array([index[p.right] for p in data.pairs])
         scores, fallbacks = cosine_scores(emb, left, right), aligned.fallbacks
-        save_npz(path, scores=scores, fallbacks=np.array(fallbacks))
+        save_npz(path, scores=scores, fallbacks=np.array(fallbacks), embeddings=emb)
     else:
-        scores, fallbacks = cached["scores"], cached["fallbacks"]
+        scores, fallbacks, emb = cached["scores"], cached["fallbacks"], cached["embeddings"]
     verification = verification_metrics(scores, data.labels, data.folds)
-    return Evaluation(verification, scores, model.stat().st_size / 2**20, int(fallbacks), cached is not None)
+    size = model.stat().st_size / 2**20
+    return Evaluation(verification, scores, emb, size, int(fallbacks), cached is not None)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The variant against FP32 on the same pairs and images: flips, drop intervals, and per-image drift."""
+
+    metrics: dict[Metric, float]
+    cosines: np.ndarray  # per evaluated image, FP32 embedding vs the variant's
+    worst: tuple[int, ...]  # indices of the most-drifted images, lowest cosine first
+
+
+def compare_with_fp32(data: EvalData, variant: Evaluation, fp32: Evaluation, worst: int = 16) -> Paired:
+    """Paired statistics (decision flips with McNemar, bootstrap drop intervals, embedding drift)."""
+    metrics = paired_metrics(
+        fp32.scores, variant.scores, data.labels, data.folds, embeddings=(fp32.embeddings, variant.embeddings)
+    )
+    cosines = embedding_cosines(fp32.embeddings, variant.embeddings)
+    return Paired(metrics, cosines, embedding_drift(fp32.embeddings, variant.embeddings, worst).worst)
 
 
 def benchmark_model(settings: Settings, data: EvalData, model: Path, fp32: Path, preprocess: str) -> dict[str, float]:
