@@ -96,3 +96,25 @@ def job_runs(workdir: Path):
         if f"tags.{tag}" in df:
             df = df[df[f"tags.{tag}"].isna()]
     return df.reset_index(drop=True)
+
+
+def paired(accuracy_drop: float, tar_drop: float, ci: float) -> dict[str, float]:
+    """The paired statistics of a job against FP32: drop intervals of +-ci, flips that McNemar finds within
+    chance (4 fixed vs 6 broken: p=0.75; 2 vs 2: p=1) and a little embedding drift."""
+    return {
+        Metric.ACCURACY_DROP_CI_LOW: accuracy_drop - ci,
+        Metric.ACCURACY_DROP_CI_HIGH: accuracy_drop + ci,
+        Metric.TAR_FAR_1E3_DROP_CI_LOW: tar_drop - ci,
+        Metric.TAR_FAR_1E3_DROP_CI_HIGH: tar_drop + ci,
+        Metric.FLIPS_ACC: 10,
+        Metric.FLIPS_ACC_FIXED: 4,
+        Metric.FLIPS_ACC_BROKEN: 6,
+        Metric.MCNEMAR_P_ACC: 0.75390625,
+        Metric.FLIPS_FAR_1E3: 4,
+        Metric.FLIPS_FAR_1E3_FIXED: 2,
+        Metric.FLIPS_FAR_1E3_BROKEN: 2,
+        Metric.MCNEMAR_P_FAR_1E3: 1.0,
+        Metric.EMBEDDING_COSINE_MEAN: 0.9981,
+        Metric.EMBEDDING_COSINE_P01: 0.9902,
+        Metric.EMBEDDING_COSINE_MIN: 0.9514,
+    }

@@ -46,16 +46,25 @@ def test_report_from_real_runs(sweep, tmp_path):
         assert cells[f"p50 {first}T (ms)"] == f"{run['metrics.latency_p50_ms']:.2f}"
         if run["tags.is_baseline"] == "true":
             assert cells[f"Speed-up {first}T"] == "1.00x"
+            assert cells["Acc. drop (pt)"] == "reference"
         else:
             assert cells[f"Speed-up {first}T"] == (
                 f"{run['metrics.speedup']:.2f}x [{run['metrics.speedup_ci_low']:.2f}, "
                 f"{run['metrics.speedup_ci_high']:.2f}]"
             )
+            star = "*" if run["metrics.mcnemar_p_acc"] < 0.05 else ""
+            assert cells["Acc. drop (pt)"] == (
+                f"{100 * run['metrics.accuracy_drop']:.2f} pt [{100 * run['metrics.accuracy_drop_ci_low']:.2f}, "
+                f"{100 * run['metrics.accuracy_drop_ci_high']:.2f}]{star}"
+            )
     for section in (
         "Executive summary",
         "Detailed comparison",
         "Similarity distributions",
+        "### Decision flips",
+        "### Embedding drift",
         "Recommendations",
+        "upper end of their 95% paired-bootstrap interval",
         "Technical details",
         "Rule: recommend the fastest variant",
         "- Latency, paired: each job timed its variant on ort f32",

@@ -15,6 +15,7 @@ import pytest
 from facequant import report, tracking
 from facequant.config import MlflowConfig
 from facequant.report import Rule
+from facequant.report.accuracy import DROP_NOTE, drift_lines, flips_lines
 from facequant.report.document import build_report, calibration_grid
 from facequant.report.sections import (
     comparison_lines,
@@ -25,6 +26,7 @@ from facequant.report.sections import (
 )
 from facequant.report.table import variant_table
 from facequant.schema import SCORES_CSV, Metric, Param, RunRecord, Tag, at_threads
+from helpers import paired
 
 # The FP32 numbers every variant's job compared itself against.
 FP32_ACCURACY, FP32_TAR, FP32_SIZE, FP32_LATENCY = 0.9927, 0.9787, 86.98, 16.0
@@ -63,6 +65,7 @@ def record(
     speedup: float | None,
     *,
     ci: float | None = 0.05,
+    drop_ci: float | None = 0.001,
     threads: tuple[int, ...] = (1, 2),
     size: float = 22.57,
     tar: float = FP32_TAR,
@@ -74,7 +77,9 @@ def record(
     status: str = "FINISHED",
 ) -> RunRecord:
     """A run shaped like a job's: its drops are against the FP32 numbers above unless `logged` overrides them,
-    and its speed-up is its own paired measurement (see `timing`); threads=() logs no thread counts."""
+    with the paired statistics of `paired` around them (drop_ci=None: none, as jobs before them, and the FP32
+    reference, logged), and its speed-up is its own paired measurement (see `timing`); threads=() logs no thread
+    counts."""
     params = {
         Param.QUANT_MODE: mode,
         Param.MODEL_NAME: model,
@@ -117,6 +122,9 @@ def record(
         Metric.COMPRESSION_RATIO: FP32_SIZE / size,
     }
     metrics |= timing(speedup, ci, threads) | (logged or {})
+    if mode != "fp32" and drop_ci is not None:
+        drops = paired(metrics[Metric.ACCURACY_DROP], metrics[Metric.TAR_FAR_1E3_DROP], drop_ci)
+        metrics |= drops | (logged or {})
     tags = {
         Tag.IS_BASELINE: str(mode == "fp32").lower(),
         Tag.DATASET_FINGERPRINT: "fp-6000",
@@ -144,12 +152,13 @@ def static(method: str, samples: int, accuracy: float, speedup: float | None, **
     return record(f"int8_static_qdq_{method}_{samples}", "static", accuracy, speedup, **kwargs)
 
 
-def cells(lines: list[str], label: str) -> dict[str, str]:
-    """One variant's row of the detailed table, by column header (the distribution table has other headers)."""
-    start = next(i for i, line in enumerate(lines) if line.startswith("| Model | Accuracy |"))
-    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
-    heads = [cell.strip() for cell in table[0].strip("|").split("|")]
-    (row,) = [line for line in table[2:] if line.startswith(f"| {label} |")]
+def cells(lines: list[str], label: str, table: str = "| Model | Accuracy |") -> dict[str, str]:
+    """One variant's row of a table, by column header; the table is the first whose header starts as given (by
+    default the detailed table: the other tables have other headers)."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(table))
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+    heads = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    (row,) = [line for line in rows[2:] if line.startswith(f"| {label} |")]
     return dict(zip(heads, (cell.strip() for cell in row.strip("|").split("|")), strict=True))
 
 
@@ -230,10 +239,14 @@ def test_a_variant_without_a_speed_up_is_not_recommended_and_says_why():
     )
 
 
-def test_the_printed_rule_states_the_interval_overlap():
+def test_the_printed_rule_states_the_drop_interval_and_the_speed_overlap():
     text = Rule(max_drop=0.004, max_tar_drop=0.02).text()
     assert text.startswith("the fastest variant (highest paired speed-up over ONNX Runtime FP32 at batch 1")
     assert "accuracy drop is <= 0.40 pt" in text and "TAR@FAR=1e-3 drop is <= 2.00 pt" in text
+    assert (
+        "both read at the upper end of their 95% paired-bootstrap interval (1000 resamples of the pairs, stratified "
+        "genuine/impostor), or at the point drop for runs that logged no interval"
+    ) in text
     assert "speed-up intervals overlap the fastest's count as equally fast" in text
     assert "among those the smallest accuracy drop wins" in text
     lines = recommendation_lines(variant_table([fp32()]), Rule())
@@ -308,6 +321,160 @@ def test_lossy_variants_are_named_with_the_reason():
     )
 
 
+def test_a_point_drop_within_the_bound_is_refused_when_its_interval_reaches_beyond():
+    # entropy is the fastest and its point drop 0.30 pt passes, but its interval reaches 0.62 pt: refused.
+    wide = {Metric.ACCURACY_DROP_CI_LOW: -0.0002, Metric.ACCURACY_DROP_CI_HIGH: 0.0062}
+    entropy = static("entropy", 500, 0.9897, 3.0, logged=wide)
+    table = variant_table([fp32(), entropy, static("minmax", 100, 0.9917, 2.0)])
+    row = table.rows[1]
+    assert row.accuracy_drop == pytest.approx(0.003)
+    assert (row.drop_accuracy.low, row.drop_accuracy.high) == (-0.0002, 0.0062)
+    reason = "accuracy drop 0.30 pt passes but its 95% interval reaches 0.62 pt > 0.50 pt"
+    assert Rule().breaks(row) == [reason]
+    assert Rule().choose(table).label == "int8_static_qdq_minmax_100"
+    text = "\n".join(recommendation_lines(table, Rule()))
+    assert f"- int8_static_qdq_entropy_500: not recommended: {reason}." in text
+    assert report.recommend([fp32(), entropy], Rule()) == (
+        None,
+        f"no quantized variant meets the rule: int8_static_qdq_entropy_500: {reason}",
+    )
+    # The same point drop with a narrow interval passes, and so does the interval's upper end at the bound.
+    assert Rule().breaks(variant_table([fp32(), static("entropy", 500, 0.9897, 3.0)]).rows[1]) == []
+    assert Rule(max_drop=0.0062).breaks(row) == []
+    tar = static("entropy", 500, 0.9927, 3.0, tar=0.9737, logged={Metric.TAR_FAR_1E3_DROP_CI_HIGH: 0.0105})
+    assert Rule().breaks(variant_table([fp32(), tar]).rows[1]) == [
+        "TAR@FAR=1e-3 drop 0.50 pt passes but its 95% interval reaches 1.05 pt > 1.00 pt"
+    ]
+
+
+def test_significant_drops_are_starred_and_the_rest_are_called_noise():
+    # entropy's accuracy flips are significant (p=0.003), minmax's are not (p=0.61) but its FAR flips are (p=0.01).
+    significant = {
+        Metric.ACCURACY_DROP_CI_LOW: 0.0012,
+        Metric.ACCURACY_DROP_CI_HIGH: 0.0048,
+        Metric.MCNEMAR_P_ACC: 0.003,
+    }
+    noise = {
+        Metric.ACCURACY_DROP_CI_LOW: -0.0010,
+        Metric.ACCURACY_DROP_CI_HIGH: 0.0023,
+        Metric.MCNEMAR_P_ACC: 0.61,
+        Metric.MCNEMAR_P_FAR_1E3: 0.01,
+    }
+    runs = [
+        fp32(),
+        static("entropy", 500, 0.9897, 3.0, logged=significant),
+        static("minmax", 100, 0.9920, 2.0, tar=0.9737, logged=noise),
+    ]
+    table = variant_table(runs)
+    lines = comparison_lines(table)
+    entropy, minmax = cells(lines, "int8_static_qdq_entropy_500"), cells(lines, "int8_static_qdq_minmax_100")
+    assert (entropy["Acc. drop (pt)"], entropy["TAR@1e-3 drop (pt)"]) == (
+        "0.30 pt [0.12, 0.48]*",
+        "0.00 pt [-0.10, 0.10]",
+    )
+    assert (minmax["Acc. drop (pt)"], minmax["TAR@1e-3 drop (pt)"]) == (
+        "0.07 pt [-0.10, 0.23]",
+        "0.50 pt [0.40, 0.60]*",
+    )
+    assert cells(lines, "fp32")["Acc. drop (pt)"] == "reference"
+    assert lines[-2:] == ["", DROP_NOTE]
+    assert "1000 resamples" in DROP_NOTE and "95% paired-bootstrap" in DROP_NOTE and "`*`" in DROP_NOTE
+    assert "McNemar's exact test" in DROP_NOTE and "p < 0.05" in DROP_NOTE
+    summary = summary_lines(table)
+    (entropy_line,) = [line for line in summary if line.startswith("- int8_static_qdq_entropy_500:")]
+    (minmax_line,) = [line for line in summary if line.startswith("- int8_static_qdq_minmax_100:")]
+    assert "; accuracy drop 0.30 pt [0.12, 0.48], significant (McNemar p=0.003); TAR@FAR=1e-3" in entropy_line
+    assert (
+        "; accuracy drop 0.07 pt [-0.10, 0.23], not significant (McNemar p=0.61): inside the noise; TAR@FAR=1e-3 "
+        "drop 0.50 pt [0.40, 0.60], significant (McNemar p=0.01);"
+    ) in minmax_line
+
+
+def test_decision_flips_show_fixed_broken_and_p_at_each_threshold():
+    flipped = {
+        Metric.FLIPS_ACC: 14,
+        Metric.FLIPS_ACC_FIXED: 2,
+        Metric.FLIPS_ACC_BROKEN: 12,
+        Metric.MCNEMAR_P_ACC: 0.012939453125,
+        Metric.FLIPS_FAR_1E3: 3,
+        Metric.FLIPS_FAR_1E3_FIXED: 0,
+        Metric.FLIPS_FAR_1E3_BROKEN: 3,
+        Metric.MCNEMAR_P_FAR_1E3: 0.25,
+    }
+    runs = [
+        fp32(),
+        static("minmax", 500, 0.9910, 3.0, logged=flipped),
+        static("entropy", 100, 0.9920, 3.0, drop_ci=None),
+    ]
+    lines = flips_lines(variant_table(runs))
+    assert "its accuracy threshold (acc., 0.4000) and its FAR=1e-3 threshold" in lines[0]
+    assert cells(lines, "int8_static_qdq_minmax_500", "| Model | Flips (acc.) |") == {
+        "Model": "int8_static_qdq_minmax_500",
+        "Flips (acc.)": "14",
+        "Fixed (acc.)": "2",
+        "Broken (acc.)": "12",
+        "McNemar p (acc.)": "0.013",
+        "Flips (FAR=1e-3)": "3",
+        "Fixed (FAR=1e-3)": "0",
+        "Broken (FAR=1e-3)": "3",
+        "McNemar p (FAR=1e-3)": "0.25",
+    }
+    old = cells(lines, "int8_static_qdq_entropy_100", "| Model | Flips (acc.) |")  # from before paired statistics
+    assert set(old.values()) == {"int8_static_qdq_entropy_100", "n/a"}
+    assert not any(line.startswith("| fp32 |") for line in lines)  # the reference cannot flip against itself
+    drift = drift_lines(variant_table(runs))
+    assert cells(drift, "int8_static_qdq_minmax_500", "| Model | Mean cosine |") == {
+        "Model": "int8_static_qdq_minmax_500",
+        "Mean cosine": "0.9981",
+        "p01 cosine": "0.9902",
+        "Min cosine": "0.9514",
+    }
+    assert cells(drift, "int8_static_qdq_entropy_100", "| Model | Mean cosine |")["Mean cosine"] == "n/a"
+    unbacked = variant_table([static("minmax", 500, 0.9910, 3.0)])
+    assert (
+        flips_lines(unbacked)
+        == drift_lines(unbacked)
+        == ["No FP32 run in this selection: n/a, as the drops (no baseline to compare against)."]
+    )
+
+
+def test_older_runs_without_intervals_are_judged_by_their_point_drops():
+    old = {"drop_ci": None}  # jobs from before the paired statistics
+    runs = [
+        fp32(),
+        static("entropy", 500, 0.9917, 3.0, **old),  # 0.10 pt
+        static("minmax", 100, 0.9867, 4.0, **old),  # 0.60 pt: over the bound
+        static("percentile", 100, 0.9925, 2.0, **old),  # within the bounds, measurably slower
+    ]
+    table = variant_table(runs)
+    rule = Rule()
+    assert rule.choose(table).label == "int8_static_qdq_entropy_500"
+    assert rule.fallbacks(table.rows[1]) == ["accuracy drop", "TAR@FAR=1e-3 drop"]
+    text = "\n".join(recommendation_lines(table, rule))
+    assert (
+        "**Recommended: int8_static_qdq_entropy_500**: accuracy 0.9917, drop 0.10 pt (no interval); TAR@FAR=1e-3 "
+        "drop 0.00 pt (no interval);"
+    ) in text
+    assert (
+        "Point drops compared for the accuracy drop and TAR@FAR=1e-3 drop: the run logged no interval (it predates "
+        "the paired statistics)."
+    ) in text
+    assert (
+        "- int8_static_qdq_minmax_100: not recommended: accuracy drop 0.60 pt > 0.50 pt (no interval logged, so the "
+        "point drop is compared)."
+    ) in text
+    assert (
+        "- int8_static_qdq_percentile_100: within the bounds but measurably slower than the fastest (its speed-up "
+        "interval does not overlap the fastest's): speed-up 2.00x [1.95, 2.05], drop 0.02 pt; 3.85x smaller; point "
+        "drops compared for the accuracy drop and TAR@FAR=1e-3 drop (no interval logged)."
+    ) in text
+    assert cells(comparison_lines(table), "int8_static_qdq_entropy_500")["Acc. drop (pt)"] == "0.10 pt (no interval)"
+    assert "; accuracy drop 0.10 pt (no interval or McNemar test logged);" in "\n".join(summary_lines(table))
+    # A run with intervals gets no fallback note.
+    paired_run = variant_table([fp32(), static("entropy", 500, 0.9917, 3.0)])
+    assert "Point drops compared" not in "\n".join(recommendation_lines(paired_run, rule))
+
+
 def test_a_variant_without_logged_drops_is_never_recommended():
     table = variant_table([fp32(), static("minmax", 500, 0.9927, 4.0, logged={Metric.ACCURACY_DROP: math.nan})])
     text = "\n".join(recommendation_lines(table, Rule()))
@@ -319,9 +486,9 @@ def test_recommendation_cites_the_measured_ratios():
     table = variant_table([fp32(), record("int8_dynamic", "dynamic", 0.9925, 0.94, ci=0.02, size=86.35)])
     text = "\n".join(recommendation_lines(table, Rule()))
     assert (
-        "**Recommended: int8_dynamic**: accuracy 0.9925 (drop 0.02 pt), TAR@FAR=1e-3 drop 0.00 pt; 0.7% smaller "
-        "(no meaningful size cut) than FP32 (86.98 -> 86.35 MiB); slower than FP32 at batch 1 on 1 thread "
-        "(speed-up 0.94x [0.92, 0.96], 95% interval)."
+        "**Recommended: int8_dynamic**: accuracy 0.9925, drop 0.02 pt [-0.08, 0.12]; TAR@FAR=1e-3 drop 0.00 pt "
+        "[-0.10, 0.10]; 0.7% smaller (no meaningful size cut) than FP32 (86.98 -> 86.35 MiB); slower than FP32 at "
+        "batch 1 on 1 thread (speed-up 0.94x [0.92, 0.96], 95% interval)."
     ) in text
     assert "It is slower than FP32 on this machine" in text
     assert "not measurably faster" not in text
@@ -335,14 +502,28 @@ def test_a_speed_up_whose_interval_holds_one_is_called_noise():
     assert "faster than FP32 at batch 1" not in text and "It is slower" not in text
     summary = "\n".join(summary_lines(table))
     assert "FP32 baseline (fp32): accuracy 0.9927 +- 0.0040, TAR@FAR=1e-3 0.9787, 86.98 MiB, 16.00 ms p50 at" in summary
-    assert "- int8_dynamic: accuracy 0.9925 (drop 0.02 pt), 0.7% smaller (no meaningful size cut), as fast" in summary
+    assert (
+        "- int8_dynamic: accuracy 0.9925; accuracy drop 0.02 pt [-0.08, 0.12], not significant (McNemar p=0.75): "
+        "inside the noise; TAR@FAR=1e-3 drop 0.00 pt [-0.10, 0.10], not significant (McNemar p=1): inside the "
+        "noise; 0.7% smaller (no meaningful size cut); as fast"
+    ) in summary
 
 
 def test_registry_evidence_quotes_the_interval_and_the_protocol():
     row = variant_table([fp32(), static("minmax", 500, 0.9920, 2.64, ci=0.06)]).rows[1]
-    assert report.evidence(row, Rule(), "sweep-1")["facequant.speedup"] == (
+    tags = report.evidence(row, Rule(), "sweep-1")
+    assert tags["facequant.speedup"] == (
         "2.64x [2.58, 2.70] (median paired FP32/variant batch-1 latency ratio, 1 thread, 95% interval)"
     )
+    bootstrap = "95% paired-bootstrap interval (1000 resamples of the pairs, stratified genuine/impostor)"
+    assert tags["facequant.accuracy_drop"] == (
+        f"0.0007 [-0.0003, 0.0017], {bootstrap}; McNemar p=0.75 at FP32's accuracy threshold"
+    )
+    assert tags["facequant.tar_far_1e-3_drop"] == (
+        f"0.0000 [-0.0010, 0.0010], {bootstrap}; McNemar p=1 at FP32's FAR=1e-3 threshold"
+    )
+    old = variant_table([fp32(), static("minmax", 500, 0.9920, 2.64, drop_ci=None)]).rows[1]
+    assert report.evidence(old, Rule(), None)["facequant.accuracy_drop"] == "0.0007 (no interval logged)"
     run = static("minmax", 500, 0.9920, 2.64, ci=0.06, threads=(2,), extra={Param.BENCHMARK_CONFIDENCE: "0.9"})
     (row,) = variant_table([run]).rows
     assert report.evidence(row, Rule(), None)["facequant.speedup"] == (
@@ -417,7 +598,10 @@ def test_drops_and_compression_are_the_logged_ones():
     assert cells(comparison_lines(table), row.label)["Compression"] == "3.90x"
     assert cells(comparison_lines(table), row.label)["Speed-up 1T"] == "4.00x [3.95, 4.05]"  # as the job logged it
     text = "\n".join(recommendation_lines(table, Rule()))
-    assert "**Recommended: int8_static_qdq_minmax_500**: accuracy 0.9800 (drop 0.01 pt), TAR@FAR=1e-3 drop 0.20" in text
+    assert (
+        "**Recommended: int8_static_qdq_minmax_500**: accuracy 0.9800, drop 0.01 pt [-0.09, 0.11]; TAR@FAR=1e-3 drop "
+        "0.20 pt [0.10, 0.30];"
+    ) in text
 
 
 def test_technical_details_come_from_the_runs():
@@ -492,6 +676,20 @@ def test_report_file_has_every_row_and_every_plot(tmp_path):
     assert "(1 repeated run(s) of the same variant: the latest of each is shown.)" in text
     assert "Runs that did not finish (left out): int8_static_qdq_percentile_500 (FAILED: no error recorded)" in text
     assert "**Recommended: int8_static_qdq_entropy_100**" in text
+    heads = [line for line in lines if line.startswith("### ")]
+    assert heads[:6] == [
+        "### Executive summary",
+        "### Detailed comparison",
+        "### Similarity distributions",
+        "### Decision flips",
+        "### Embedding drift",
+        "### Recommendations",
+    ]
+    start = lines.index("### Detailed comparison") + 2
+    end = start + len(list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:])))
+    assert end - start == 2 + 5 and lines[end : end + 2] == ["", DROP_NOTE]  # under the table, its footnote
+    assert cells(lines, "int8_dynamic", "| Model | Flips (acc.) |")["Broken (acc.)"] == "6"
+    assert cells(lines, "int8_dynamic", "| Model | Mean cosine |")["Min cosine"] == "0.9514"
     referenced = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert referenced == ["roc.png", "histograms.png", "pareto.png", "calibration_grid.png"]
     assert [p.name for p in files[:-1]] == referenced

@@ -8,6 +8,7 @@ import mlflow
 import pytest
 
 from facequant.schema import Metric, Param, Tag, at_threads
+from helpers import paired as paired_stats
 from helpers import run_compare
 
 ARCHITECTURE = "facenet-pytorch InceptionResnetV1"
@@ -29,11 +30,14 @@ def fake_run(
     latency: float,
     model: str = "msceleb128",
     key: str | None = None,
+    paired: bool = True,
 ) -> str:
     """A finished run shaped like a job's, with chosen numbers and the drops its job would log.
 
     Its paired speed-up is FP32's 18 ms over its latency, +-0.05, at each thread count (the latency halves at 2
-    threads); the FP32 reference logs speed-up 1 without an interval.
+    threads); the FP32 reference logs speed-up 1 without an interval. A quantized run also logs the paired
+    statistics against FP32 (drop intervals of +-0.1 pt, flips within chance, a little drift) unless paired=False,
+    as jobs from before them.
     """
     baseline = (accuracy, tar, size) if mode == "fp32" else FP32
     run = client.create_run(
@@ -86,6 +90,8 @@ def fake_run(
         Metric.TAR_FAR_1E3_DROP: baseline[1] - tar,
         Metric.COMPRESSION_RATIO: baseline[2] / size,
     }
+    if paired and mode != "fp32":
+        metrics |= paired_stats(metrics[Metric.ACCURACY_DROP], metrics[Metric.TAR_FAR_1E3_DROP], 0.001)
     for n in THREADS:
         speedup = 1.0 if mode == "fp32" else FP32[3] / latency
         at = {Metric.LATENCY_P50_MS: latency / n, Metric.THROUGHPUT_IPS: 1000 * n / latency, Metric.SPEEDUP: speedup}
@@ -114,12 +120,26 @@ def test_recommendation_refuses_a_lossy_variant_and_never_overstates_size(fake_s
     client, experiment, parent = fake_sweep
     fake_run(client, experiment, parent, "fp32", "fp32", 0.9927, 0.97, 86.98, 18.0)
     fake_run(client, experiment, parent, "int8_dynamic", "dynamic", 0.9925, 0.97, 86.35, 17.0)
-    fake_run(client, experiment, parent, "int8_static_qdq_minmax_500", "static", 0.9427, 0.90, 22.57, 6.2)
+    # the lossy variant is from before the paired statistics: judged by its point drops, n/a in their tables
+    fake_run(client, experiment, parent, "int8_static_qdq_minmax_500", "static", 0.9427, 0.90, 22.57, 6.2, paired=False)
     proc = run_compare(tmp_path, f"out={tmp_path / 'r'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (tmp_path / "r" / "report.md").read_text()
-    assert "int8_static_qdq_minmax_500: not recommended: accuracy drop 5.00 pt > 0.50 pt" in text
-    assert "**Recommended: int8_dynamic**" in text
+    assert (
+        "int8_static_qdq_minmax_500: not recommended: accuracy drop 5.00 pt > 0.50 pt (no interval logged, so the "
+        "point drop is compared); TAR@FAR=1e-3 drop 7.00 pt > 1.00 pt (no interval logged"
+    ) in text
+    assert (
+        "**Recommended: int8_dynamic**: accuracy 0.9925, drop 0.02 pt [-0.08, 0.12]; TAR@FAR=1e-3 drop 0.00 pt "
+        "[-0.10, 0.10];"
+    ) in text
+    assert "| int8_dynamic | 0.9925 | 0.0040 | 0.02 pt [-0.08, 0.12] | 0.9700 | 0.00 pt [-0.10, 0.10] |" in text
+    assert "| int8_dynamic | 10 | 4 | 6 | 0.75 | 4 | 2 | 2 | 1 |" in text  # the decision flips
+    assert "| int8_static_qdq_minmax_500 | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |" in text
+    assert (
+        "| int8_dynamic | 0.9981 | 0.9902 | 0.9514 |" in text
+        and "| int8_static_qdq_minmax_500 | n/a | n/a | n/a |" in text
+    )
     dynamic_claims = [line for line in text.splitlines() if "int8_dynamic" in line and "smaller" in line]
     assert dynamic_claims and all("0.7% smaller (no meaningful size cut)" in line for line in dynamic_claims)
     assert not re.search(r"\d\s*-\s*\d+x", text)  # no "3-4x" style claim anywhere
@@ -215,10 +235,17 @@ def test_register_puts_the_alias_and_the_evidence_on_the_recommended_version(fak
     assert "#/experiments/" in proc.stdout and "workflowType=machine_learning" in proc.stdout
     version = client.get_model_version_by_alias("facenet-test", "int8-recommended")
     assert version.run_id == static and str(version.version) == "1"
-    assert version.tags["facequant.accuracy_drop"] == "0.0002"
+    bootstrap = "95% paired-bootstrap interval (1000 resamples of the pairs, stratified genuine/impostor)"
+    assert version.tags["facequant.accuracy_drop"] == (
+        f"0.0002 [-0.0008, 0.0012], {bootstrap}; McNemar p=0.75 at FP32's accuracy threshold"
+    )
+    assert version.tags["facequant.tar_far_1e-3_drop"] == (
+        f"0.0000 [-0.0010, 0.0010], {bootstrap}; McNemar p=1 at FP32's FAR=1e-3 threshold"
+    )
     assert version.tags["facequant.sweep"] == parent and version.tags["facequant.dataset_fingerprint"] == "fp-6"
     assert version.tags["facequant.rule"].startswith("the fastest variant")
     assert "intervals overlap" in version.tags["facequant.rule"]
+    assert "upper end of their 95% paired-bootstrap interval" in version.tags["facequant.rule"]
     assert version.tags["facequant.speedup"] == (
         "3.00x [2.95, 3.05] (median paired FP32/variant batch-1 latency ratio, 1 thread, 95% interval)"
     )

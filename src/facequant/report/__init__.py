@@ -1,11 +1,13 @@
 """The comparison report: every number and claim read or computed from typed run records, with one stated rule.
 
 `table` shapes runs into one row per variant, `rule` holds the recommendation rule, `sections` renders Markdown
-and `document` writes the file with its figures; `compare` selects the runs and logs the result.
+(`accuracy` its drops, flips and drift) and `document` writes the file with its figures; `compare` selects the
+runs and logs the result.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -15,10 +17,11 @@ import pandas as pd
 
 from facequant import tracking
 from facequant.config import MlflowConfig
+from facequant.report.accuracy import p_text
 from facequant.report.document import build_report
-from facequant.report.rule import Rule
+from facequant.report.rule import DROP_INTERVAL, Rule
 from facequant.report.sections import confidence, row_speedup, threads_phrase
-from facequant.report.table import Row, groups, variant_table
+from facequant.report.table import Drop, Row, groups, variant_table
 from facequant.schema import SCORES_CSV, Metric, RunRecord, Tag
 
 __all__ = ["Comparison", "Rule", "compare", "register_recommended"]
@@ -49,6 +52,15 @@ def recommend(runs: list[RunRecord], rule: Rule) -> tuple[Row | None, str]:
     )
 
 
+def drop_evidence(drop: Drop, threshold: str) -> str:
+    """A drop as a fraction with its interval and, when logged, McNemar's p at FP32's `threshold`."""
+    if not drop.has_interval:
+        text = f"{drop.point:.4f} (no interval logged)"
+    else:
+        text = f"{drop.point:.4f} [{drop.low:.4f}, {drop.high:.4f}], {DROP_INTERVAL}"
+    return text if math.isnan(drop.p_value) else f"{text}; McNemar p={p_text(drop.p_value)} at FP32's {threshold}"
+
+
 def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
     """Registry tags that say why this version was chosen, with the figures behind it."""
     run = row.run
@@ -58,8 +70,8 @@ def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
         "facequant.sweep": sweep or "none",
         "facequant.dataset_fingerprint": run.tag(Tag.DATASET_FINGERPRINT) or "n/a",
         "facequant.accuracy": f"{run.metric(Metric.ACCURACY):.4f} +- {run.metric(Metric.ACCURACY_STD):.4f} (10-fold)",
-        "facequant.accuracy_drop": f"{row.accuracy_drop:.4f}",
-        "facequant.tar_far_1e-3_drop": f"{row.tar_drop:.4f}",
+        "facequant.accuracy_drop": drop_evidence(row.drop_accuracy, "accuracy threshold"),
+        "facequant.tar_far_1e-3_drop": drop_evidence(row.drop_tar, "FAR=1e-3 threshold"),
         "facequant.speedup": f"{row_speedup(row)} (median paired FP32/variant batch-1 latency ratio, "
         f"{threads_phrase(run.threads)}, {confidence(run)} interval)",
         "facequant.compression": f"{row.compression:.2f}x",

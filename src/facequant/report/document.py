@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from facequant.plots import plot_calibration_grid, plot_histograms, plot_pareto, plot_rocs
+from facequant.report.accuracy import distribution_lines, drift_lines, flips_lines
 from facequant.report.rule import Rule
 from facequant.report.sections import (
     comparison_lines,
-    distribution_lines,
     params,
     recommendation_lines,
     summary_lines,
@@ -47,7 +47,7 @@ def calibration_grid(table: Table) -> pd.DataFrame | None:
 def group_section(
     runs: Sequence[RunRecord], curves: Mapping[str, pd.DataFrame], rule: Rule, out: Path, prefix: str
 ) -> tuple[list[str], list[Path]]:
-    """Summary, table, distributions, recommendation, plots and details of one group; its lines and PNGs."""
+    """Summary, table, distributions, flips, drift, recommendation, plots and details of one group; lines and PNGs."""
     table = variant_table(runs)
     rows = table.rows
     plots = [
@@ -74,6 +74,8 @@ def group_section(
     if table.repeats:
         lines += [f"({table.repeats} repeated run(s) of the same variant: the latest of each is shown.)", ""]
     lines += ["### Similarity distributions", "", *distribution_lines(table), ""]
+    lines += ["### Decision flips", "", *flips_lines(table), ""]
+    lines += ["### Embedding drift", "", *drift_lines(table), ""]
     lines += ["### Recommendations", "", *recommendation_lines(table, rule), ""]
     lines += ["### Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     lines += ["### Technical details", "", *technical_lines(runs, table), ""]

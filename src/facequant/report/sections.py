@@ -5,14 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
+from facequant.report.accuracy import COLUMNS, DROP_NOTE, drop_phrase, fmt, interval_text, markdown_table
 from facequant.report.rule import Rule
 from facequant.report.table import Row, Table
 from facequant.schema import Metric, Param, RunRecord, Tag, at_threads
-
-
-def fmt(value: float, spec: str) -> str:
-    """A number in the table's format, or n/a when the run did not log it (or there is no baseline)."""
-    return "n/a" if math.isnan(value) else format(value, spec)
 
 
 def distinct(runs: Iterable[RunRecord], get: Callable[[RunRecord], str | None]) -> str:
@@ -89,29 +85,11 @@ def summary_lines(table: Table) -> list[str]:
     ]
     for r in table.quantized:
         lines.append(
-            f"- {r.label}: accuracy {fmt(r.metric(Metric.ACCURACY), '.4f')} (drop {fmt(100 * r.accuracy_drop, '.2f')} "
-            f"pt), {size_phrase(r.compression)}, {speed_phrase(r)}."
+            f"- {r.label}: accuracy {fmt(r.metric(Metric.ACCURACY), '.4f')}; accuracy drop "
+            f"{drop_phrase(r.drop_accuracy)}; TAR@FAR=1e-3 drop {drop_phrase(r.drop_tar)}; "
+            f"{size_phrase(r.compression)}; {speed_phrase(r)}."
         )
     return lines
-
-
-# The detailed table's accuracy and size columns: header, then each cell's metric (or row field) and format.
-TABLE_COLUMNS: tuple[tuple[str, Callable[[Row], float], str], ...] = (
-    ("Accuracy", lambda r: r.metric(Metric.ACCURACY), ".4f"),
-    ("Acc. std", lambda r: r.metric(Metric.ACCURACY_STD), ".4f"),
-    ("TAR@FAR=1e-3", lambda r: r.metric(Metric.TAR_FAR_1E3), ".4f"),
-    ("TAR@FAR=1e-4", lambda r: r.metric(Metric.TAR_FAR_1E4), ".4f"),
-    ("ROC AUC", lambda r: r.metric(Metric.ROC_AUC), ".4f"),
-    ("EER", lambda r: r.metric(Metric.EER), ".4f"),
-    ("Size (MiB)", lambda r: r.metric(Metric.SIZE_MIB), ".2f"),
-    ("Compression", lambda r: r.compression, ".2f"),
-)
-RATIO_COLUMNS = {"Compression"}  # printed with an x suffix, as in "3.85x"
-
-
-def _cell(value: float, spec: str, ratio: bool) -> str:
-    text = fmt(value, spec)
-    return text + "x" if ratio and not math.isnan(value) else text
 
 
 def at(run: RunRecord, metric: Metric, threads: int | None) -> float:
@@ -142,21 +120,11 @@ def timing_cells(row: Row, threads: int | None) -> list[str]:
 def comparison_lines(table: Table) -> list[str]:
     """Accuracy and size, then p50, paired speed-up and throughput at each of the group's thread counts."""
     counts: tuple[int | None, ...] = table.threads or (None,)
-    heads = [head for head, _, _ in TABLE_COLUMNS] + [head for n in counts for head in timing_heads(n)]
-    lines = ["| Model | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]
-    for r in table.rows:
-        cells = [_cell(get(r), spec, head in RATIO_COLUMNS) for head, get, spec in TABLE_COLUMNS]
-        cells += [cell for n in counts for cell in timing_cells(r, n)]
-        lines.append(f"| {r.label} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def distribution_lines(table: Table) -> list[str]:
-    metrics = (Metric.GENUINE_MEAN, Metric.GENUINE_STD, Metric.IMPOSTOR_MEAN, Metric.IMPOSTOR_STD, Metric.THRESHOLD)
-    lines = ["| Model | Genuine mean | Genuine std | Impostor mean | Impostor std | Threshold |", "|" + "---|" * 6]
-    for r in table.rows:
-        lines.append(f"| {r.label} | " + " | ".join(fmt(r.metric(m), ".4f") for m in metrics) + " |")
-    return lines
+    heads = [head for head, _ in COLUMNS] + [head for n in counts for head in timing_heads(n)]
+    lines = markdown_table(
+        heads, table.rows, lambda r: [cell(r) for _, cell in COLUMNS] + [c for n in counts for c in timing_cells(r, n)]
+    )
+    return lines + ([] if table.baseline is None else ["", DROP_NOTE])
 
 
 def recommendation_lines(table: Table, rule: Rule) -> list[str]:
@@ -175,11 +143,16 @@ def recommendation_lines(table: Table, rule: Rule) -> list[str]:
         lines.append(f"**Keep FP32** ({base.label}): no quantized variant meets the rule.")
     else:
         lines.append(
-            f"**Recommended: {best.label}**: accuracy {best.metric(Metric.ACCURACY):.4f} (drop "
-            f"{100 * best.accuracy_drop:.2f} pt), TAR@FAR=1e-3 drop {100 * best.tar_drop:.2f} pt; "
+            f"**Recommended: {best.label}**: accuracy {best.metric(Metric.ACCURACY):.4f}, drop "
+            f"{interval_text(best.drop_accuracy)}; TAR@FAR=1e-3 drop {interval_text(best.drop_tar)}; "
             f"{size_phrase(best.compression)} than FP32 ({fmt(base.metric(Metric.SIZE_MIB), '.2f')} -> "
             f"{fmt(best.metric(Metric.SIZE_MIB), '.2f')} MiB); {speed_phrase(best)}."
         )
+        if rule.fallbacks(best):
+            lines.append(
+                f"Point drops compared for the {' and '.join(rule.fallbacks(best))}: the run logged no interval (it "
+                "predates the paired statistics)."
+            )
         low, high = best.interval
         if high < 1:
             lines.append("It is slower than FP32 on this machine: keep FP32 if latency matters more than size.")
@@ -200,15 +173,21 @@ def recommendation_lines(table: Table, rule: Rule) -> list[str]:
             lines.append(
                 f"- {r.label}: within the bounds and as fast as the fastest within the measurement noise (speed-up "
                 f"{row_speedup(r)}), but drop {100 * r.accuracy_drop:.2f} pt against the pick's "
-                f"{100 * best.accuracy_drop:.2f} pt; {size_phrase(r.compression)}."
+                f"{100 * best.accuracy_drop:.2f} pt; {size_phrase(r.compression)}{fallback_note(rule, r)}."
             )
         elif r is not best:
             lines.append(
                 f"- {r.label}: within the bounds but measurably slower than the fastest (its speed-up interval "
                 f"does not overlap the fastest's): speed-up {row_speedup(r)}, drop {100 * r.accuracy_drop:.2f} pt; "
-                f"{size_phrase(r.compression)}."
+                f"{size_phrase(r.compression)}{fallback_note(rule, r)}."
             )
     return lines
+
+
+def fallback_note(rule: Rule, row: Row) -> str:
+    """'; point drops compared for the accuracy drop (...)' for a passing row the rule judged without an interval."""
+    names = rule.fallbacks(row)
+    return f"; point drops compared for the {' and '.join(names)} (no interval logged)" if names else ""
 
 
 def _first(rows: Sequence[Row], name: Metric) -> float:

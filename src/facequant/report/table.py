@@ -9,19 +9,45 @@ from dataclasses import dataclass
 
 from facequant.schema import GroupKey, Metric, RunRecord
 
+SIGNIFICANCE = 0.05  # a McNemar p-value below this marks a drop as significant
+
+
+@dataclass(frozen=True)
+class Drop:
+    """FP32 minus the variant (a fraction, positive = worse), its 95% paired-bootstrap interval and McNemar's p at
+    the matching FP32 threshold; each NaN when not logged (runs from before the paired statistics)."""
+
+    point: float
+    low: float
+    high: float
+    p_value: float
+
+    @property
+    def has_interval(self) -> bool:
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
+    @property
+    def significant(self) -> bool:
+        """Whether the decision flips behind the drop are beyond chance; False when no test was logged."""
+        return self.p_value < SIGNIFICANCE
+
+
+NO_DROP = Drop(math.nan, math.nan, math.nan, math.nan)
+
 
 @dataclass(frozen=True)
 class Row:
     """One variant: the latest run of its variant key, with its comparisons against FP32.
 
-    Drops and compression are what the job logged, NaN when the group has no FP32 run since nothing in the
-    selection backs them. The speed-up is the job's own paired measurement against FP32, so it stands alone.
+    Drops (with their paired statistics) and compression are what the job logged, NaN when the group has no FP32
+    run since nothing in the selection backs them. The speed-up is the job's own paired measurement against FP32,
+    so it stands alone.
     """
 
     run: RunRecord
     label: str  # the run name, plus a key prefix when distinct variants share that name
-    accuracy_drop: float
-    tar_drop: float
+    drop_accuracy: Drop  # with McNemar at FP32's accuracy threshold
+    drop_tar: Drop  # TAR@FAR=1e-3, with McNemar at FP32's FAR=1e-3 threshold
     compression: float
     speedup: float  # at the run's first thread count; 1 for the FP32 reference
     speedup_low: float  # its confidence interval, NaN when not logged (and for the reference)
@@ -30,6 +56,14 @@ class Row:
     @property
     def is_baseline(self) -> bool:
         return self.run.is_baseline
+
+    @property
+    def accuracy_drop(self) -> float:
+        return self.drop_accuracy.point
+
+    @property
+    def tar_drop(self) -> float:
+        return self.drop_tar.point
 
     def metric(self, name: str) -> float:
         return self.run.metric(name)
@@ -102,6 +136,19 @@ def _row(run: RunRecord, label: str, has_baseline: bool) -> Row:
     else:
         speedup, low, high = (run.metric(m) for m in (Metric.SPEEDUP, Metric.SPEEDUP_CI_LOW, Metric.SPEEDUP_CI_HIGH))
     if not has_baseline:
-        return Row(run, label, nan, nan, nan, speedup, low, high)
-    accuracy_drop, tar_drop = run.metric(Metric.ACCURACY_DROP), run.metric(Metric.TAR_FAR_1E3_DROP)
-    return Row(run, label, accuracy_drop, tar_drop, run.metric(Metric.COMPRESSION_RATIO), speedup, low, high)
+        return Row(run, label, NO_DROP, NO_DROP, nan, speedup, low, high)
+    drop_accuracy = _drop(
+        run, Metric.ACCURACY_DROP, Metric.ACCURACY_DROP_CI_LOW, Metric.ACCURACY_DROP_CI_HIGH, Metric.MCNEMAR_P_ACC
+    )
+    drop_tar = _drop(
+        run,
+        Metric.TAR_FAR_1E3_DROP,
+        Metric.TAR_FAR_1E3_DROP_CI_LOW,
+        Metric.TAR_FAR_1E3_DROP_CI_HIGH,
+        Metric.MCNEMAR_P_FAR_1E3,
+    )
+    return Row(run, label, drop_accuracy, drop_tar, run.metric(Metric.COMPRESSION_RATIO), speedup, low, high)
+
+
+def _drop(run: RunRecord, point: Metric, low: Metric, high: Metric, p_value: Metric) -> Drop:
+    return Drop(run.metric(point), run.metric(low), run.metric(high), run.metric(p_value))
