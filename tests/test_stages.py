@@ -19,13 +19,15 @@ from facequant.config import (
 from facequant.export import read_metadata
 from facequant.layout import CacheLayout
 from facequant.stages import evaluate_model, export_model, prepare_data, quantize_model
-from helpers import WEIGHTS_DIR
+from helpers import WEIGHTS_DIR, share_aligned
 
 
 @pytest.fixture(scope="module")
-def job(lfw_root, msceleb128, tmp_path_factory):
-    """Settings of a quick msceleb128 job and its data, in a fresh cache."""
-    cache = tmp_path_factory.mktemp("cache")
+def job(lfw_root, msceleb128, sweep, tmp_path_factory):
+    """Settings of a quick msceleb128 job and its data, in a fresh cache but for the sweep's aligned faces."""
+    workdir = tmp_path_factory.mktemp("stages")
+    share_aligned(sweep[0], workdir)
+    cache = workdir / "cache"
     settings = Settings(
         model=ModelConfig("msceleb128", "per_image", str(WEIGHTS_DIR)),
         dataset=DatasetConfig(root=str(lfw_root), folds=1),
