@@ -42,6 +42,10 @@ def test_accuracy_and_size(sweep):
     assert fp32["metrics.accuracy_drop"] == 0
     assert static["metrics.accuracy_drop"] == pytest.approx(fp32["metrics.accuracy"] - static["metrics.accuracy"])
     assert static["metrics.compression_ratio"] > 3.5
+    for row in (dynamic, static):  # the TAR drop is at the FAR its name gives, not at another operating point
+        assert row["metrics.tar_far_1e-3_drop"] == pytest.approx(
+            fp32["metrics.tar_far_1e-3"] - row["metrics.tar_far_1e-3"]
+        )
 
 
 def test_artifacts_and_onnx_model(sweep):
