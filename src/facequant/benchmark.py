@@ -28,9 +28,6 @@ class Interval:
     low: float
     high: float
 
-    def overlaps(self, other: Interval) -> bool:
-        return self.low <= other.high and other.low <= self.high
-
 
 def median_interval(values: np.ndarray, confidence: float) -> Interval:
     """The median and its exact, distribution-free interval from order statistics (scipy.stats.quantile_test)."""
