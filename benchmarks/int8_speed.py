@@ -84,9 +84,8 @@ def opener(path: Path, engine: RuntimeConfig, entries: dict[str, str]) -> Callab
     def open_at(threads: int) -> Callable:
         if not entries:
             return runtime.open_session(path, engine, threads).run
-        sess = runtime.session(path, threads)
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = sess.get_session_options().graph_optimization_level
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, runtime.GRAPH_OPTIMIZATION)
         opts.intra_op_num_threads = threads
         for key, value in entries.items():
             opts.add_session_config_entry(key, value)
