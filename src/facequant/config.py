@@ -56,9 +56,12 @@ class ModelConfig:
                 )
 
 
+Protocol = Literal["pairs", "all"]
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Where LFW lives and how much of the protocol to evaluate."""
+    """Where LFW lives and which protocol to evaluate: View 2's pairs, or every image against every other."""
 
     root: str
     pairs: str = "pairs.txt"
@@ -66,10 +69,19 @@ class DatasetConfig:
     folds: int = 10
     download: bool = False
     name: str = "lfw"
+    protocol: Protocol = "pairs"
+    calibration_pool: int = 500  # all: images of whole identities reserved for calibration, never evaluated
+    identities: int | None = None  # all: evaluate a seeded subset of this many identities (quick runs)
+    seed: int = 0  # all: the draw of the calibration identities and of the subset
 
     def __post_init__(self) -> None:
         if not 1 <= self.folds <= 10:
             raise ConfigError(f"dataset.folds={self.folds} is out of range; choose 1..10")
+        _at_least("dataset", "calibration_pool", self.calibration_pool, 1)
+        if self.identities is not None:
+            if self.protocol != "all":
+                raise ConfigError("dataset.identities selects identities for dataset.protocol=all only; drop it")
+            _at_least("dataset", "identities", self.identities, 2)
 
 
 @dataclass(frozen=True)
@@ -299,6 +311,9 @@ class Settings:
         for transient in ("mlflow", "eval_batch_size"):
             data.pop(transient)
         data["align"] = self.align.crop_settings()
+        if self.dataset.protocol == "pairs":  # keys of the all protocol: pairs runs keep their earlier keys
+            for key in ("protocol", "calibration_pool", "identities", "seed"):
+                data["dataset"].pop(key)
         return data
 
     @property

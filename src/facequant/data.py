@@ -1,4 +1,4 @@
-"""LFW View 2: the pairs protocol, the image files it names, and the held-out calibration pool."""
+"""LFW: View 2's pairs protocol or every image against every other, and the held-out calibration pool."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,11 @@ class LFW:
 
     def evaluated(self, folds: int) -> tuple[Pair, ...]:
         return tuple(p for p in self.pairs if p.fold < folds)
+
+    @cached_property
+    def images(self) -> list[str]:
+        """Every image, as '<identity>/<file>' relative to images_dir, sorted, so an identity's images are adjacent."""
+        return sorted(os.path.relpath(p, self.images_dir) for p in self.images_dir.rglob("*.jpg"))
 
 
 def image_name(person: str, index: str, line_no: int, path: Path) -> str:
@@ -156,16 +162,74 @@ def pair_images(pairs: tuple[Pair, ...]) -> list[str]:
     return list(dict.fromkeys(name for p in pairs for name in (p.left, p.right)))
 
 
-def calibration_images(lfw: LFW, num_samples: int, seed: int) -> list[str]:
-    """Draw calibration images, with a seed, from the LFW images that no pair of the protocol uses."""
-    used = set(pair_images(lfw.pairs))
-    pool = sorted(
-        rel for rel in (os.path.relpath(p, lfw.images_dir) for p in lfw.images_dir.rglob("*.jpg")) if rel not in used
+def identity_of(image: str) -> str:
+    """The identity of an '<identity>/<file>' image: its folder."""
+    return image.split("/", 1)[0]
+
+
+def identity_index(images: list[str]) -> np.ndarray:
+    """A dense identity number per image, in order of first appearance."""
+    return np.unique([identity_of(i) for i in images], return_inverse=True)[1]
+
+
+@dataclass(frozen=True)
+class IdentitySplit:
+    """Whole identities held out for calibration; the rest is evaluated, so no face is in both."""
+
+    calibration: list[str]
+    evaluation: list[str]
+
+
+def split_identities(images: list[str], pool: int, seed: int, identities: int | None = None) -> IdentitySplit:
+    """Walk the identities in a seeded random order, reserving each one that keeps the reserve within pool images,
+    until it holds exactly pool (singletons make that reachable); optionally keep a seeded subset of the rest.
+
+    Never reserving an identity that overshoots keeps large identities, and their genuine pairs, in evaluation.
+    """
+    by_identity: dict[str, list[str]] = {}
+    for image in images:
+        by_identity.setdefault(identity_of(image), []).append(image)
+    names = sorted(by_identity)
+    rng = np.random.default_rng(seed)
+    reserved: set[str] = set()
+    size = 0
+    for i in rng.permutation(len(names)):
+        if size == pool:
+            break
+        if size + len(by_identity[names[i]]) <= pool:
+            reserved.add(names[i])
+            size += len(by_identity[names[i]])
+    if size < pool:
+        raise DatasetError(
+            f"dataset.calibration_pool={pool} cannot be filled with whole identities ({size} images reserved); "
+            "lower dataset.calibration_pool"
+        )
+    rest = [n for n in names if n not in reserved]
+    if identities is not None:
+        if identities > len(rest):
+            raise DatasetError(
+                f"dataset.identities={identities} but only {len(rest)} identities are outside calibration; "
+                f"choose dataset.identities<={len(rest)} or null for all"
+            )
+        rest = sorted(rest[i] for i in rng.choice(len(rest), size=identities, replace=False))
+    if len(rest) < 2:
+        raise DatasetError(f"{len(rest)} identities left to evaluate; protocol=all needs at least 2")
+    kept = set(rest)
+    return IdentitySplit(
+        [i for i in images if identity_of(i) in reserved], [i for i in images if identity_of(i) in kept]
     )
+
+
+def calibration_images(lfw: LFW, num_samples: int, seed: int, pool: list[str] | None = None) -> list[str]:
+    """Draw calibration images, with a seed, from the pool: by default the LFW images that no pair of the pairs
+    protocol uses."""
+    if pool is None:
+        used = set(pair_images(lfw.pairs))
+        pool = [image for image in lfw.images if image not in used]
     if num_samples > len(pool):
         raise DatasetError(
-            f"calibration.num_samples={num_samples} but only {len(pool)} LFW images are outside the evaluation "
-            f"pairs; choose calibration.num_samples<={len(pool)}"
+            f"calibration.num_samples={num_samples} but only {len(pool)} held-out images are in the calibration "
+            f"pool; choose calibration.num_samples<={len(pool)} (or, for protocol=all, raise dataset.calibration_pool)"
         )
     picked = np.random.default_rng(seed).choice(len(pool), size=num_samples, replace=False)
     return [pool[i] for i in sorted(picked)]

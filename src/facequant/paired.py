@@ -16,14 +16,10 @@ from sklearn.model_selection import PredefinedSplit, StratifiedKFold
 
 from facequant.benchmark import Interval
 from facequant.evaluate import best_threshold
-from facequant.schema import Metric
+from facequant.schema import FLIPS_AT_FAR, TAR_DROP_AT_FAR, Metric
 
-# Metric names per operating point: (flips, fixed, broken, McNemar p). Log another FAR by adding its names here.
+# Metric names at FP32's accuracy threshold: (flips, fixed, broken, McNemar p); FLIPS_AT_FAR has the FAR ones.
 FLIPS_AT_ACCURACY = (Metric.FLIPS_ACC, Metric.FLIPS_ACC_FIXED, Metric.FLIPS_ACC_BROKEN, Metric.MCNEMAR_P_ACC)
-FLIPS_AT_FAR = {
-    1e-3: (Metric.FLIPS_FAR_1E3, Metric.FLIPS_FAR_1E3_FIXED, Metric.FLIPS_FAR_1E3_BROKEN, Metric.MCNEMAR_P_FAR_1E3)
-}
-TAR_DROP_CI_AT_FAR = {1e-3: (Metric.TAR_FAR_1E3_DROP_CI_LOW, Metric.TAR_FAR_1E3_DROP_CI_HIGH)}
 
 _CHUNK = 4_000_000  # resample x pair cells held at once, so memory stays bounded however many pairs there are
 
@@ -168,10 +164,18 @@ def embedding_cosines(fp32: np.ndarray, variant: np.ndarray) -> np.ndarray:
 class Drift:
     """How far quantization turned the embeddings; the worst images are the ones to look at first."""
 
+    cosines: np.ndarray  # per image, rows aligned
     mean: float
     p01: float
     minimum: float
     worst: tuple[int, ...]  # image indices, lowest cosine first
+
+    def metrics(self) -> dict[Metric, float]:
+        return {
+            Metric.EMBEDDING_COSINE_MEAN: self.mean,
+            Metric.EMBEDDING_COSINE_P01: self.p01,
+            Metric.EMBEDDING_COSINE_MIN: self.minimum,
+        }
 
 
 def embedding_drift(fp32: np.ndarray, variant: np.ndarray, k: int = 10) -> Drift:
@@ -179,11 +183,15 @@ def embedding_drift(fp32: np.ndarray, variant: np.ndarray, k: int = 10) -> Drift
     cosines = embedding_cosines(fp32, variant)
     worst = np.argsort(cosines, kind="stable")[:k]
     return Drift(
-        float(cosines.mean()), float(np.percentile(cosines, 1)), float(cosines.min()), tuple(int(i) for i in worst)
+        cosines,
+        float(cosines.mean()),
+        float(np.percentile(cosines, 1)),
+        float(cosines.min()),
+        tuple(int(i) for i in worst),
     )
 
 
-def _flip_metrics(flips: Flips, names: tuple[Metric, Metric, Metric, Metric]) -> dict[Metric, float]:
+def flip_metrics(flips: Flips, names: tuple[Metric, Metric, Metric, Metric]) -> dict[Metric, float]:
     return dict(zip(names, map(float, (flips.flips, flips.fixed, flips.broken, flips.p_value)), strict=True))
 
 
@@ -192,28 +200,22 @@ def paired_metrics(
     variant: np.ndarray,
     labels: np.ndarray,
     folds: np.ndarray,
-    embeddings: tuple[np.ndarray, np.ndarray] | None = None,
+    drift: Drift | None = None,
     fars: Sequence[float] = (1e-3,),
     clusters: np.ndarray | None = None,
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[Metric, float]:
-    """Every paired metric of one variant's pair scores against FP32's, by schema name. Drift needs the
-    (FP32, variant) embeddings, which the score cache does not keep: without them it is left out."""
-    metrics = _flip_metrics(decision_flips(fp32, variant, labels, best_threshold(fp32, labels)[0]), FLIPS_AT_ACCURACY)
+    """Every paired metric of one variant's pair scores against FP32's, by schema name; drift's when given."""
+    metrics = flip_metrics(decision_flips(fp32, variant, labels, best_threshold(fp32, labels)[0]), FLIPS_AT_ACCURACY)
     for far in fars:
         flips = decision_flips(fp32, variant, labels, far_threshold(fp32, labels, far))
-        metrics |= _flip_metrics(flips, FLIPS_AT_FAR[far])
+        metrics |= flip_metrics(flips, FLIPS_AT_FAR[far])
     drops = bootstrap_drops(fp32, variant, labels, folds, fars, clusters, resamples, confidence, seed)
     metrics[Metric.ACCURACY_DROP_CI_LOW] = drops.accuracy.low
     metrics[Metric.ACCURACY_DROP_CI_HIGH] = drops.accuracy.high
     for far, interval in drops.tar_far.items():
-        low, high = TAR_DROP_CI_AT_FAR[far]
+        _, low, high = TAR_DROP_AT_FAR[far]
         metrics[low], metrics[high] = interval.low, interval.high
-    if embeddings is not None:
-        drift = embedding_drift(*embeddings)
-        metrics[Metric.EMBEDDING_COSINE_MEAN] = drift.mean
-        metrics[Metric.EMBEDDING_COSINE_P01] = drift.p01
-        metrics[Metric.EMBEDDING_COSINE_MIN] = drift.minimum
-    return metrics
+    return metrics | (drift.metrics() if drift else {})

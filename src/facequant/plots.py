@@ -82,8 +82,56 @@ def plot_histograms(curves: dict[str, pd.DataFrame], thresholds: dict[str, float
     return _save(fig, out)
 
 
+def plot_roc_points(curves: dict[str, tuple[np.ndarray, np.ndarray]], resolution: float, title: str, out: Path) -> Path:
+    """ROC from (FAR, TAR) points, such as protocol=all's roc.csv, on a log-FAR axis down to the resolution."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    lows = []
+    for name, (far, tar) in curves.items():
+        keep = far >= resolution
+        ax.plot(far[keep], tar[keep], label=name)
+        lows.append(float(tar[keep].min(initial=1.0)))
+    ax.set_xscale("log")
+    ax.set_xlim(resolution, 1)
+    ax.set_ylim(max(0.0, min(lows) - 0.05), 1.005)
+    ax.set_xlabel(f"FAR (log; resolution {resolution:.1e})")
+    ax.set_ylabel("TAR")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, out)
+
+
+def plot_all_histogram(
+    genuine: np.ndarray, impostor_counts: np.ndarray, thresholds: dict[float, float], title: str, out: Path
+) -> Path:
+    """Genuine and impostor score densities on a log axis, so the impostor tail that sets low-FAR thresholds shows,
+    with the threshold of each FAR."""
+    edges = np.linspace(-1, 1, 201)
+    imp = impostor_counts.reshape(200, -1).sum(axis=1)
+    gen = np.histogram(genuine, bins=edges)[0]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = edges[1] - edges[0]
+    ax.stairs(gen / gen.sum() / width, edges, label=f"genuine ({gen.sum():,})")
+    ax.stairs(imp / imp.sum() / width, edges, label=f"impostor ({imp.sum():,})")
+    for far, t in thresholds.items():
+        ax.axvline(t, linestyle="--", linewidth=0.8, color="k", alpha=0.6)
+        ax.annotate(f"FAR {far:g}", (t, 0.95), xycoords=("data", "axes fraction"), fontsize=7, rotation=90)
+    ax.set_yscale("log")
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density (log)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
 def plot_pareto(
-    names: Sequence[str], accuracy: Sequence[float], latency_ms: Sequence[float], size_mib: Sequence[float], out: Path
+    names: Sequence[str],
+    accuracy: Sequence[float],
+    latency_ms: Sequence[float],
+    size_mib: Sequence[float],
+    out: Path,
+    ylabel: str = "10-fold accuracy",
 ) -> Path:
     """Accuracy against batch-1 latency and against size, one annotated point per variant."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -92,7 +140,7 @@ def plot_pareto(
         for name, x, y in zip(names, xs, accuracy, strict=True):
             ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label)
-        ax.set_ylabel("10-fold accuracy")
+        ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
     fig.suptitle("Accuracy against latency and size (up and left is better)")
     return _save(fig, out)

@@ -37,6 +37,9 @@ class Param(StrEnum):
 
     MODEL_NAME = "model.name"
     DATASET_FOLDS = "dataset.folds"
+    DATASET_PROTOCOL = "dataset.protocol"
+    DATASET_CALIBRATION_POOL = "dataset.calibration_pool"
+    DATASET_SEED = "dataset.seed"
     QUANT_MODE = "quant.mode"
     QUANT_FORMAT = "quant.format"
     QUANT_WEIGHT_TYPE = "quant.weight_type"
@@ -88,6 +91,10 @@ class Metric(StrEnum):
     THRESHOLD_ACCURACY = "threshold_accuracy"
     TAR_FAR_1E3 = "tar_far_1e-3"
     TAR_FAR_1E4 = "tar_far_1e-4"
+    TAR_FAR_1E5 = "tar_far_1e-5"  # protocol=all only, as are 1e-6 and the pair counts
+    TAR_FAR_1E6 = "tar_far_1e-6"
+    N_GENUINE_PAIRS = "n_genuine_pairs"
+    N_IMPOSTOR_PAIRS = "n_impostor_pairs"
     FALSE_ACCEPTS_1E3 = "false_accepts_at_far_1e-3"
     FALSE_ACCEPTS_1E4 = "false_accepts_at_far_1e-4"
     FAR_RESOLUTION = "far_resolution"
@@ -107,11 +114,17 @@ class Metric(StrEnum):
     SPEEDUP_CI_HIGH = "speedup_ci_high"
     ACCURACY_DROP = "accuracy_drop"
     TAR_FAR_1E3_DROP = "tar_far_1e-3_drop"
+    TAR_FAR_1E5_DROP = "tar_far_1e-5_drop"
+    TAR_FAR_1E6_DROP = "tar_far_1e-6_drop"
     # Paired comparison with FP32 on the same pairs (facequant.paired): bootstrap intervals of the drops,
     ACCURACY_DROP_CI_LOW = "accuracy_drop_ci_low"
     ACCURACY_DROP_CI_HIGH = "accuracy_drop_ci_high"
     TAR_FAR_1E3_DROP_CI_LOW = "tar_far_1e-3_drop_ci_low"
     TAR_FAR_1E3_DROP_CI_HIGH = "tar_far_1e-3_drop_ci_high"
+    TAR_FAR_1E5_DROP_CI_LOW = "tar_far_1e-5_drop_ci_low"
+    TAR_FAR_1E5_DROP_CI_HIGH = "tar_far_1e-5_drop_ci_high"
+    TAR_FAR_1E6_DROP_CI_LOW = "tar_far_1e-6_drop_ci_low"
+    TAR_FAR_1E6_DROP_CI_HIGH = "tar_far_1e-6_drop_ci_high"
     # decisions flipped at FP32's accuracy threshold and at its FAR threshold, with McNemar's exact p-value,
     FLIPS_ACC = "flips_acc"
     FLIPS_ACC_FIXED = "flips_acc_fixed"
@@ -121,6 +134,14 @@ class Metric(StrEnum):
     FLIPS_FAR_1E3_FIXED = "flips_far_1e-3_fixed"
     FLIPS_FAR_1E3_BROKEN = "flips_far_1e-3_broken"
     MCNEMAR_P_FAR_1E3 = "mcnemar_p_far_1e-3"
+    FLIPS_FAR_1E5 = "flips_far_1e-5"
+    FLIPS_FAR_1E5_FIXED = "flips_far_1e-5_fixed"
+    FLIPS_FAR_1E5_BROKEN = "flips_far_1e-5_broken"
+    MCNEMAR_P_FAR_1E5 = "mcnemar_p_far_1e-5"
+    FLIPS_FAR_1E6 = "flips_far_1e-6"
+    FLIPS_FAR_1E6_FIXED = "flips_far_1e-6_fixed"
+    FLIPS_FAR_1E6_BROKEN = "flips_far_1e-6_broken"
+    MCNEMAR_P_FAR_1E6 = "mcnemar_p_far_1e-6"
     # and the cosine between each image's FP32 and variant embeddings.
     EMBEDDING_COSINE_MEAN = "embedding_cosine_mean"
     EMBEDDING_COSINE_P01 = "embedding_cosine_p01"
@@ -143,6 +164,20 @@ class Metric(StrEnum):
 # The operating points of the pairs protocol, with the metric names of each.
 TAR_AT_FAR = {1e-3: Metric.TAR_FAR_1E3, 1e-4: Metric.TAR_FAR_1E4}
 FALSE_ACCEPTS_AT_FAR = {1e-3: Metric.FALSE_ACCEPTS_1E3, 1e-4: Metric.FALSE_ACCEPTS_1E4}
+# protocol=all resolves lower FARs; one it cannot resolve is not logged.
+ALL_TAR_AT_FAR = TAR_AT_FAR | {1e-5: Metric.TAR_FAR_1E5, 1e-6: Metric.TAR_FAR_1E6}
+# The TAR drops against FP32 (1e-3 in both protocols, 1e-5 and 1e-6 under all), each with its interval.
+TAR_DROP_AT_FAR = {
+    1e-3: (Metric.TAR_FAR_1E3_DROP, Metric.TAR_FAR_1E3_DROP_CI_LOW, Metric.TAR_FAR_1E3_DROP_CI_HIGH),
+    1e-5: (Metric.TAR_FAR_1E5_DROP, Metric.TAR_FAR_1E5_DROP_CI_LOW, Metric.TAR_FAR_1E5_DROP_CI_HIGH),
+    1e-6: (Metric.TAR_FAR_1E6_DROP, Metric.TAR_FAR_1E6_DROP_CI_LOW, Metric.TAR_FAR_1E6_DROP_CI_HIGH),
+}
+# Decisions flipped at FP32's FAR threshold: (flips, fixed, broken, McNemar p).
+FLIPS_AT_FAR = {
+    1e-3: (Metric.FLIPS_FAR_1E3, Metric.FLIPS_FAR_1E3_FIXED, Metric.FLIPS_FAR_1E3_BROKEN, Metric.MCNEMAR_P_FAR_1E3),
+    1e-5: (Metric.FLIPS_FAR_1E5, Metric.FLIPS_FAR_1E5_FIXED, Metric.FLIPS_FAR_1E5_BROKEN, Metric.MCNEMAR_P_FAR_1E5),
+    1e-6: (Metric.FLIPS_FAR_1E6, Metric.FLIPS_FAR_1E6_FIXED, Metric.FLIPS_FAR_1E6_BROKEN, Metric.MCNEMAR_P_FAR_1E6),
+}
 
 # The metrics the benchmark logs once per thread count N, as at_threads(metric, N).
 PER_THREADS = (
@@ -152,6 +187,11 @@ PER_THREADS = (
     Metric.SPEEDUP_CI_HIGH,
     Metric.THROUGHPUT_IPS,
 )
+
+
+def far_text(far: float) -> str:
+    """1e-05 -> '1e-5', as the metric names write a FAR."""
+    return f"{far:.0e}".replace("e-0", "e-")
 
 
 def at_threads(metric: Metric, threads: int) -> str:
@@ -179,6 +219,9 @@ ROC_PNG = "roc.png"
 HISTOGRAM_PNG = "score_histogram.png"
 DRIFT_CSV = "embedding_cosine.csv"  # every evaluated image's FP32-vs-variant embedding cosine
 DRIFT_PNG = "drift_faces.png"  # the 16 most-drifted faces
+GENUINE_CSV = "genuine_scores.csv"  # protocol=all: every genuine pair's images and score
+IMPOSTOR_HISTOGRAM_CSV = "impostor_histogram.csv"  # protocol=all: impostor counts per score bin of 1e-4
+ROC_CSV = "roc.csv"  # protocol=all: FAR and TAR at every bin edge
 MODEL_ARTIFACT = "model"
 EVALUATION_CONTEXT = "evaluation"
 CALIBRATION_CONTEXT = "calibration"
@@ -187,12 +230,13 @@ REPORT_DIR = "report"
 
 @dataclass(frozen=True)
 class GroupKey:
-    """Runs are comparable only within one model's weights, one dataset and one fold count."""
+    """Runs are comparable only within one model's weights, one dataset, one fold count and one protocol."""
 
     weights_sha256: str | None
     dataset_fingerprint: str | None
     folds: str | None
     model: str | None
+    protocol: str = "pairs"
 
 
 @dataclass(frozen=True)
@@ -248,4 +292,10 @@ class RunRecord:
             self.tags.get(Tag.DATASET_FINGERPRINT),
             self.params.get(Param.DATASET_FOLDS),
             self.params.get(Param.MODEL_NAME),
+            self.protocol,
         )
+
+    @property
+    def protocol(self) -> str:
+        """pairs (View 2) or all (every image against every other); runs from before the option are pairs."""
+        return self.params.get(Param.DATASET_PROTOCOL) or "pairs"

@@ -13,14 +13,23 @@ import pandas as pd
 from facequant import runtime
 from facequant.align import Aligned, ensure_aligned, face_set, load_aligned
 from facequant.benchmark import Model, measure
-from facequant.cache import load_npz, save_npz, sha256_file
+from facequant.cache import key_of, load_npz, save_npz, sha256_file
 from facequant.config import RuntimeConfig, Settings
-from facequant.data import LFW, Pair, calibration_images, load_lfw, pair_images, pairs_digest
+from facequant.data import (
+    LFW,
+    Pair,
+    calibration_images,
+    identity_index,
+    load_lfw,
+    pair_images,
+    pairs_digest,
+    split_identities,
+)
 from facequant.evaluate import Verification, cosine_scores, verification_metrics
 from facequant.export import export_onnx, model_identity
 from facequant.layout import CacheLayout, FaceSetIdentity, ModelIdentity, ScoresIdentity, VariantIdentity
 from facequant.models import ModelInfo, load_model
-from facequant.paired import embedding_cosines, embedding_drift, paired_metrics
+from facequant.paired import embedding_drift, paired_metrics
 from facequant.quantize import build_variant, pre_process, quantizer
 from facequant.schema import Metric
 
@@ -31,7 +40,8 @@ PARITY_FACES = 16
 
 @dataclass(frozen=True)
 class EvalData:
-    """The evaluated pairs and their distinct images, aligned into the cache; faces are loaded on demand."""
+    """The evaluated pairs and their distinct images, aligned into the cache; faces are loaded on demand.
+    Under protocol=all, pairs is empty: every image of names is paired with every other, identity tells genuine."""
 
     lfw: LFW
     pairs: tuple[Pair, ...]
@@ -42,6 +52,19 @@ class EvalData:
     settings: Settings
     layout: CacheLayout
     computed: int
+
+    @property
+    def all_pairs(self) -> bool:
+        return self.settings.dataset.protocol == "all"
+
+    @property
+    def identity(self) -> np.ndarray:
+        """A dense identity number per evaluated image; names are sorted by identity under protocol=all."""
+        return identity_index(self.names)
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.names) * (len(self.names) - 1) // 2 if self.all_pairs else len(self.pairs)
 
     @property
     def labels(self) -> np.ndarray:
@@ -67,15 +90,21 @@ class EvalData:
         return load_aligned(images, self.calibration_names, self.calibration_id, self.settings.align, self.layout).faces
 
     def metrics(self) -> dict[Metric, float]:
-        return {Metric.N_PAIRS: len(self.pairs), Metric.N_IMAGES: len(self.names), Metric.ALIGN_COMPUTED: self.computed}
+        return {Metric.N_PAIRS: self.n_pairs, Metric.N_IMAGES: len(self.names), Metric.ALIGN_COMPUTED: self.computed}
 
     @property
     def digest(self) -> str:
-        """The dataset fingerprint, with the fold count when only some folds are evaluated."""
+        """The dataset fingerprint, with the fold count when only some folds are evaluated; under protocol=all,
+        with a key of the evaluated images, which the calibration identities and any subset decide."""
+        if self.all_pairs:
+            return f"{self.lfw.fingerprint}-a{key_of(self.names)[:8]}"  # MLflow digests hold <= 36 characters
         folds = self.settings.dataset.folds
         return self.lfw.fingerprint + (f"-f{folds}" if folds < 1 + max(p.fold for p in self.lfw.pairs) else "")
 
     def pairs_frame(self) -> pd.DataFrame:
+        """The evaluation set as logged: the pairs, or under protocol=all the images and their identities."""
+        if self.all_pairs:
+            return pd.DataFrame({"image": self.names, "identity": self.identity})
         rows = [(p.fold, p.label, p.left, p.right) for p in self.pairs]
         return pd.DataFrame(rows, columns=["fold", "label", "left", "right"])
 
@@ -87,11 +116,15 @@ class EvalData:
 def prepare_data(settings: Settings, layout: CacheLayout) -> EvalData:
     """Parse LFW, draw the calibration images of a static variant, and align every evaluated image."""
     lfw = load_lfw(settings.dataset)
-    pairs = lfw.evaluated(settings.dataset.folds)
-    names = pair_images(pairs)
+    calib, dataset = settings.calibration, settings.dataset
+    if dataset.protocol == "all":
+        split = split_identities(lfw.images, dataset.calibration_pool, dataset.seed, dataset.identities)
+        pairs, names, pool = (), split.evaluation, split.calibration
+    else:
+        pairs = lfw.evaluated(dataset.folds)
+        names, pool = pair_images(pairs), None
     faces_id = face_set(lfw.images_dir, names, settings.align)
-    calib = settings.calibration
-    calib_names = calibration_images(lfw, calib.num_samples, calib.seed) if calib else []
+    calib_names = calibration_images(lfw, calib.num_samples, calib.seed, pool) if calib else []
     calib_id = face_set(lfw.images_dir, calib_names, settings.align) if calib else None
     computed = ensure_aligned(lfw.images_dir, names, faces_id, settings.align, layout)
     return EvalData(lfw, pairs, names, faces_id, calib_names, calib_id, settings, layout, computed)
@@ -178,27 +211,30 @@ class Evaluation:
         }
 
 
-def evaluate_model(data: EvalData, model: Path, preprocess: str, engine: RuntimeConfig = runtime.ORT) -> Evaluation:
-    """Pair scores and metrics of a model file on a runtime; scores are cached by the file's sha256, the runtime
-    with its precision, and all other inputs."""
-    identity = ScoresIdentity(
-        sha256_file(model), preprocess, pairs_digest(data.pairs), data.faces_id.key, runtime.name(engine)
-    )
+def embed_faces(data: EvalData, model: Path, preprocess: str, engine: RuntimeConfig) -> tuple[np.ndarray, int, bool]:
+    """Embeddings of every evaluated face (rows in names order), the alignment fallbacks, and whether they came
+    from the cache, which keys them by the file's sha256, the runtime with its precision, and the aligned set."""
+    pairs = "all" if data.all_pairs else pairs_digest(data.pairs)
+    identity = ScoresIdentity(sha256_file(model), preprocess, pairs, data.faces_id.key, runtime.name(engine))
     path = data.layout.scores(identity)
-    cached = load_npz(path, ("scores", "fallbacks", "embeddings"))
-    if cached is None:
-        aligned = data.faces()
-        emb = runtime.embed(model, aligned.faces, preprocess, data.settings.eval_batch_size, engine)
-        index = {name: i for i, name in enumerate(data.names)}
-        left = np.array([index[p.left] for p in data.pairs])
-        right = np.array([index[p.right] for p in data.pairs])
-        scores, fallbacks = cosine_scores(emb, left, right), aligned.fallbacks
-        save_npz(path, scores=scores, fallbacks=np.array(fallbacks), embeddings=emb)
-    else:
-        scores, fallbacks, emb = cached["scores"], cached["fallbacks"], cached["embeddings"]
-    verification = verification_metrics(scores, data.labels, data.folds)
+    cached = load_npz(path, ("fallbacks", "embeddings"))
+    if cached is not None:
+        return cached["embeddings"], int(cached["fallbacks"]), True
+    aligned = data.faces()
+    emb = runtime.embed(model, aligned.faces, preprocess, data.settings.eval_batch_size, engine)
+    save_npz(path, fallbacks=np.array(aligned.fallbacks), embeddings=emb)
+    return emb, aligned.fallbacks, False
+
+
+def evaluate_model(data: EvalData, model: Path, preprocess: str, engine: RuntimeConfig = runtime.ORT) -> Evaluation:
+    """Pair scores and metrics of a model file on a runtime, from its (cached) embeddings."""
+    emb, fallbacks, cached = embed_faces(data, model, preprocess, engine)
+    index = {name: i for i, name in enumerate(data.names)}
+    left = np.array([index[p.left] for p in data.pairs])
+    right = np.array([index[p.right] for p in data.pairs])
+    scores = cosine_scores(emb, left, right)
     size = model.stat().st_size / 2**20
-    return Evaluation(verification, scores, emb, size, int(fallbacks), cached is not None)
+    return Evaluation(verification_metrics(scores, data.labels, data.folds), scores, emb, size, fallbacks, cached)
 
 
 @dataclass(frozen=True)
@@ -212,11 +248,9 @@ class Paired:
 
 def compare_with_fp32(data: EvalData, variant: Evaluation, fp32: Evaluation, worst: int = 16) -> Paired:
     """Paired statistics (decision flips with McNemar, bootstrap drop intervals, embedding drift)."""
-    metrics = paired_metrics(
-        fp32.scores, variant.scores, data.labels, data.folds, embeddings=(fp32.embeddings, variant.embeddings)
-    )
-    cosines = embedding_cosines(fp32.embeddings, variant.embeddings)
-    return Paired(metrics, cosines, embedding_drift(fp32.embeddings, variant.embeddings, worst).worst)
+    drift = embedding_drift(fp32.embeddings, variant.embeddings, worst)
+    metrics = paired_metrics(fp32.scores, variant.scores, data.labels, data.folds, drift=drift)
+    return Paired(metrics, drift.cosines, drift.worst)
 
 
 def benchmark_model(settings: Settings, data: EvalData, model: Path, fp32: Path, preprocess: str) -> dict[str, float]:
