@@ -8,14 +8,17 @@ from omegaconf import DictConfig
 from facequant import tracking
 from facequant.config import ConfigError, MlflowConfig
 from facequant.report import Rule, compare, register_recommended
+from facequant.schema import TAR_DROP_AT_FAR
 
 
 @hydra.main(config_path="../conf", config_name="compare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if not all(0 <= cfg[k] <= 1 for k in ("max_drop", "max_tar_drop")):
         raise ConfigError("max_drop and max_tar_drop are fractions in [0, 1], e.g. max_drop=0.005 for 0.5 pt")
+    if cfg.far not in TAR_DROP_AT_FAR:
+        raise ConfigError(f"far={cfg.far} has no logged TAR drop; choose one of {', '.join(map(str, TAR_DROP_AT_FAR))}")
     mlflow_cfg = MlflowConfig(**cfg.mlflow)
-    rule = Rule(cfg.max_drop, cfg.max_tar_drop)
+    rule = Rule(cfg.max_drop, cfg.max_tar_drop, cfg.far)
     result = compare(mlflow_cfg, cfg.sweep, cfg.filter, Path(cfg.out) if cfg.out else None, rule)
     print(f"report written to {result.report}")
     print(f"MLflow runs: {tracking.ui_link(mlflow_cfg.tracking_uri, result.experiment_id)}")

@@ -186,7 +186,7 @@ def test_overlapping_intervals_tie_and_the_smaller_drop_wins():
     ) in text
     assert (
         "- int8_static_qdq_entropy_500: within the bounds and as fast as the fastest within the measurement noise "
-        "(speed-up 3.00x [2.90, 3.10]), but drop 0.10 pt against the pick's 0.02 pt;"
+        "(speed-up 3.00x [2.90, 3.10]), but accuracy drop 0.10 pt against the pick's 0.02 pt;"
     ) in text
     assert "- int8_static_qdq_percentile_500: within the bounds but measurably slower than the fastest" in text
 
@@ -204,7 +204,7 @@ def test_disjoint_intervals_go_to_the_faster_even_with_a_larger_drop():
     assert "are equally fast" not in text and "as fast as the fastest" not in text
     assert (
         "- int8_static_qdq_minmax_100: within the bounds but measurably slower than the fastest (its speed-up "
-        "interval does not overlap the fastest's): speed-up 2.85x [2.80, 2.90], drop 0.02 pt;"
+        "interval does not overlap the fastest's): speed-up 2.85x [2.80, 2.90], accuracy drop 0.02 pt;"
     ) in text
 
 
@@ -452,8 +452,8 @@ def test_older_runs_without_intervals_are_judged_by_their_point_drops():
     assert rule.fallbacks(table.rows[1]) == ["accuracy drop", "TAR@FAR=1e-3 drop"]
     text = "\n".join(recommendation_lines(table, rule))
     assert (
-        "**Recommended: int8_static_qdq_entropy_500**: accuracy 0.9917, drop 0.10 pt (no interval); TAR@FAR=1e-3 "
-        "drop 0.00 pt (no interval);"
+        "**Recommended: int8_static_qdq_entropy_500**: accuracy 0.9917, accuracy drop 0.10 pt (no interval); "
+        "TAR@FAR=1e-3 drop 0.00 pt (no interval);"
     ) in text
     assert (
         "Point drops compared for the accuracy drop and TAR@FAR=1e-3 drop: the run logged no interval (it predates "
@@ -465,8 +465,8 @@ def test_older_runs_without_intervals_are_judged_by_their_point_drops():
     ) in text
     assert (
         "- int8_static_qdq_percentile_100: within the bounds but measurably slower than the fastest (its speed-up "
-        "interval does not overlap the fastest's): speed-up 2.00x [1.95, 2.05], drop 0.02 pt; 3.85x smaller; point "
-        "drops compared for the accuracy drop and TAR@FAR=1e-3 drop (no interval logged)."
+        "interval does not overlap the fastest's): speed-up 2.00x [1.95, 2.05], accuracy drop 0.02 pt; 3.85x smaller; "
+        "point drops compared for the accuracy drop and TAR@FAR=1e-3 drop (no interval logged)."
     ) in text
     assert cells(comparison_lines(table), "int8_static_qdq_entropy_500")["Acc. drop (pt)"] == "0.10 pt (no interval)"
     assert "; accuracy drop 0.10 pt (no interval or McNemar test logged);" in "\n".join(summary_lines(table))
@@ -486,9 +486,9 @@ def test_recommendation_cites_the_measured_ratios():
     table = variant_table([fp32(), record("int8_dynamic", "dynamic", 0.9925, 0.94, ci=0.02, size=86.35)])
     text = "\n".join(recommendation_lines(table, Rule()))
     assert (
-        "**Recommended: int8_dynamic**: accuracy 0.9925, drop 0.02 pt [-0.08, 0.12]; TAR@FAR=1e-3 drop 0.00 pt "
-        "[-0.10, 0.10]; 0.7% smaller (no meaningful size cut) than FP32 (86.98 -> 86.35 MiB); slower than FP32 at "
-        "batch 1 on 1 thread (speed-up 0.94x [0.92, 0.96], 95% interval)."
+        "**Recommended: int8_dynamic**: accuracy 0.9925, accuracy drop 0.02 pt [-0.08, 0.12]; TAR@FAR=1e-3 drop "
+        "0.00 pt [-0.10, 0.10]; 0.7% smaller (no meaningful size cut) than FP32 (86.98 -> 86.35 MiB); slower than "
+        "FP32 at batch 1 on 1 thread (speed-up 0.94x [0.92, 0.96], 95% interval)."
     ) in text
     assert "It is slower than FP32 on this machine" in text
     assert "not measurably faster" not in text
@@ -599,8 +599,8 @@ def test_drops_and_compression_are_the_logged_ones():
     assert cells(comparison_lines(table), row.label)["Speed-up 1T"] == "4.00x [3.95, 4.05]"  # as the job logged it
     text = "\n".join(recommendation_lines(table, Rule()))
     assert (
-        "**Recommended: int8_static_qdq_minmax_500**: accuracy 0.9800, drop 0.01 pt [-0.09, 0.11]; TAR@FAR=1e-3 drop "
-        "0.20 pt [0.10, 0.30];"
+        "**Recommended: int8_static_qdq_minmax_500**: accuracy 0.9800, accuracy drop 0.01 pt [-0.09, 0.11]; "
+        "TAR@FAR=1e-3 drop 0.20 pt [0.10, 0.30];"
     ) in text
 
 
@@ -700,7 +700,7 @@ def test_models_are_reported_apart(tmp_path):
     runs = [fp32(), fp32(model="vggface2", start=1), record("int8_dynamic", "dynamic", 0.99, 0.94, start=2)]
     text = (build_report(runs, {}, Rule(), tmp_path, "title")[-1]).read_text()
     assert "**These runs mix 2 model/dataset combinations;" in text
-    assert "## msceleb128 on LFW (10 folds, dataset fp-6000)" in text and "## vggface2 on LFW" in text
+    assert "## msceleb128 on LFW (10 folds of View 2's pairs, dataset fp-6000)" in text and "## vggface2 on LFW" in text
     assert re.findall(r"\]\((\S+\.png)\)", text) == ["g0_pareto.png", "g1_pareto.png"]
     assert all((tmp_path / name).is_file() for name in ("g0_pareto.png", "g1_pareto.png"))
 

@@ -130,8 +130,8 @@ def test_recommendation_refuses_a_lossy_variant_and_never_overstates_size(fake_s
         "point drop is compared); TAR@FAR=1e-3 drop 7.00 pt > 1.00 pt (no interval logged"
     ) in text
     assert (
-        "**Recommended: int8_dynamic**: accuracy 0.9925, drop 0.02 pt [-0.08, 0.12]; TAR@FAR=1e-3 drop 0.00 pt "
-        "[-0.10, 0.10];"
+        "**Recommended: int8_dynamic**: accuracy 0.9925, accuracy drop 0.02 pt [-0.08, 0.12]; TAR@FAR=1e-3 drop "
+        "0.00 pt [-0.10, 0.10];"
     ) in text
     assert "| int8_dynamic | 0.9925 | 0.0040 | 0.02 pt [-0.08, 0.12] | 0.9700 | 0.00 pt [-0.10, 0.10] |" in text
     assert "| int8_dynamic | 10 | 4 | 6 | 0.75 | 4 | 2 | 2 | 1 |" in text  # the decision flips

@@ -11,6 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from facequant import runtime, tracking
+from facequant.allprotocol import FAR_NOTE as ALL_FAR_NOTE
+from facequant.allprotocol import AllEvaluation, all_artifacts, compare_all, evaluate_all
 from facequant.config import Settings
 from facequant.cpu import machine_info
 from facequant.export import OPSET
@@ -124,10 +126,12 @@ def _run(settings: Settings) -> dict[str, float]:
     layout = CacheLayout(settings.cache_dir)
     with stage("align"):
         data = prepare_data(settings, layout)
-        tracking.set_tags({Tag.DATASET_FINGERPRINT: data.lfw.fingerprint, Tag.FAR_NOTE: FAR_NOTE})
+        fingerprint, note = (data.digest, ALL_FAR_NOTE) if data.all_pairs else (data.lfw.fingerprint, FAR_NOTE)
+        tracking.set_tags({Tag.DATASET_FINGERPRINT: fingerprint, Tag.FAR_NOTE: note})
         tracking.log_metrics(data.metrics())
-        name = settings.dataset.name
-        tracking.log_evaluation_set(data.pairs_frame(), f"{name}-pairs", data.digest, str(data.lfw.pairs_path))
+        name, protocol = settings.dataset.name, settings.dataset.protocol
+        source = str(data.lfw.images_dir if data.all_pairs else data.lfw.pairs_path)
+        tracking.log_evaluation_set(data.pairs_frame(), f"{name}-{protocol}", data.digest, source)
         if data.calibration_id is not None:
             images = str(data.lfw.images_dir)
             tracking.log_calibration_set(
@@ -144,14 +148,7 @@ def _run(settings: Settings) -> dict[str, float]:
 
     preprocess = exported.info.preprocess
     with stage("evaluate"):
-        evaluation = evaluate_model(data, variant, preprocess, settings.runtime)
-        baseline = evaluation
-        if not settings.is_reference:  # drops are against the FP32 file on ONNX Runtime, as speed-ups are
-            baseline = evaluate_model(data, exported.fp32, preprocess)
-            if not baseline.cached:
-                log.info("no cached FP32 baseline for this model and data; computed it")
-        drops = evaluation.drops_from(baseline)
-        paired = None if settings.is_reference else compare_with_fp32(data, evaluation, baseline)
+        evaluation, drops, paired = _evaluate(settings, data, variant, exported.fp32, preprocess)
         tracking.log_metrics(evaluation.metrics() | drops | (paired.metrics if paired else {}))
 
     with stage("benchmark"):
@@ -159,20 +156,42 @@ def _run(settings: Settings) -> dict[str, float]:
         tracking.log_metrics(bench)
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
-        artifacts = _artifacts(Path(tmp), data, evaluation, settings.variant_name)
+        write = all_artifacts if isinstance(evaluation, AllEvaluation) else _artifacts
+        artifacts = write(Path(tmp), data, evaluation, settings.variant_name)
         if paired is not None:
             artifacts += _drift_artifacts(Path(tmp), data, paired, settings.variant_name)
         tracking.log_artifacts(artifacts)
         example = exported.sample[:1]
         tracking.log_onnx_model(variant, example, runtime.run(runtime.session(variant), example))
+    metrics = evaluation.metrics() | drops | bench
+    headline = Metric.TAR_FAR_1E3 if data.all_pairs else Metric.ACCURACY
     log.info(
-        "%s: accuracy %.4f +- %.4f, drop %.4f, %.2f MiB, p50 %.2f ms, speed-up %.2fx",
+        "%s: %s %.4f, %.2f MiB, p50 %.2f ms, speed-up %.2fx",
         settings.variant_name,
-        evaluation.verification.accuracy,
-        evaluation.verification.accuracy_std,
-        drops[Metric.ACCURACY_DROP],
+        headline,
+        metrics[headline],
         evaluation.size_mib,
         bench[Metric.LATENCY_P50_MS],
         bench[Metric.SPEEDUP],
     )
-    return evaluation.metrics() | drops | bench
+    return metrics
+
+
+def _evaluate(
+    settings: Settings, data: EvalData, variant: Path, fp32: Path, preprocess: str
+) -> tuple[Evaluation | AllEvaluation, dict[Metric, float], Paired | None]:
+    """The variant's metrics, its drops and paired statistics against the FP32 file on ONNX Runtime (the baseline
+    of every drop, as of every speed-up), in the configured protocol."""
+    if data.all_pairs:
+        baseline = evaluate_all(data, fp32, preprocess, runtime.ORT)
+        if settings.is_reference:
+            return baseline, baseline.drops_from(baseline), None
+        evaluation = evaluate_all(data, variant, preprocess, settings.runtime, reference=baseline)
+        return evaluation, evaluation.drops_from(baseline), compare_all(data, evaluation, baseline)
+    evaluation = evaluate_model(data, variant, preprocess, settings.runtime)
+    if settings.is_reference:
+        return evaluation, evaluation.drops_from(evaluation), None
+    baseline = evaluate_model(data, fp32, preprocess)
+    if not baseline.cached:
+        log.info("no cached FP32 baseline for this model and data; computed it")
+    return evaluation, evaluation.drops_from(baseline), compare_with_fp32(data, evaluation, baseline)

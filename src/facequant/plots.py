@@ -132,17 +132,21 @@ def plot_pareto(
     size_mib: Sequence[float],
     out: Path,
     ylabel: str = "10-fold accuracy",
+    accuracy_err: np.ndarray | None = None,
+    latency_err: np.ndarray | None = None,
 ) -> Path:
-    """Accuracy against batch-1 latency and against size, one annotated point per variant."""
+    """Accuracy against batch-1 latency and against size, one annotated point per variant; errors are (2, n)
+    distances below and above each point (0 where no interval was logged), drawn as bars so noise shows as noise."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, xs, label in ((axes[0], latency_ms, "latency p50, batch 1 (ms)"), (axes[1], size_mib, "size (MiB)")):
-        ax.scatter(xs, accuracy)
+    panels = ((axes[0], latency_ms, "latency p50, batch 1 (ms)", latency_err), (axes[1], size_mib, "size (MiB)", None))
+    for ax, xs, label, xerr in panels:
+        ax.errorbar(xs, accuracy, yerr=accuracy_err, xerr=xerr, fmt="o", capsize=3, elinewidth=1)
         for name, x, y in zip(names, xs, accuracy, strict=True):
             ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-    fig.suptitle("Accuracy against latency and size (up and left is better)")
+    fig.suptitle("Accuracy against latency and size (up and left is better; bars: 95% intervals)")
     return _save(fig, out)
 
 

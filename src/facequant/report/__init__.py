@@ -22,7 +22,7 @@ from facequant.report.document import build_report
 from facequant.report.rule import DROP_INTERVAL, Rule
 from facequant.report.sections import confidence, row_speedup, threads_phrase
 from facequant.report.table import Drop, Row, groups, variant_table
-from facequant.schema import SCORES_CSV, Metric, RunRecord, Tag
+from facequant.schema import ROC_CSV, SCORES_CSV, Metric, RunRecord, Tag
 
 __all__ = ["Comparison", "Rule", "compare", "register_recommended"]
 
@@ -75,7 +75,7 @@ def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
         "facequant.speedup": f"{row_speedup(row)} (median paired FP32/variant batch-1 latency ratio, "
         f"{threads_phrase(run.threads)}, {confidence(run)} interval)",
         "facequant.compression": f"{row.compression:.2f}x",
-        "facequant.rule": rule.text(),
+        "facequant.rule": rule.text(row.all_pairs),
     }
 
 
@@ -88,7 +88,8 @@ def compare(
     curves = {}
     with tempfile.TemporaryDirectory(prefix="facequant-scores-") as tmp:
         for run in [run for run in runs if run.finished]:
-            path = tracking.download_artifact(run.run_id, SCORES_CSV, Path(tmp) / run.run_id)
+            artifact = ROC_CSV if run.protocol == "all" else SCORES_CSV  # 81M scores are not kept under all
+            path = tracking.download_artifact(run.run_id, artifact, Path(tmp) / run.run_id)
             if path is not None:
                 curves[run.run_id] = pd.read_csv(path)
     title = f"FaceNet INT8 quantization report: sweep {sweep}" if sweep else "FaceNet INT8 quantization report"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from facequant.report.rule import DROP_INTERVAL, pt
+from facequant.report.rule import DROP_INTERVAL, DROP_INTERVAL_ALL, pt
 from facequant.report.table import SIGNIFICANCE, Drop, Row, Table
-from facequant.schema import Metric
+from facequant.schema import FLIPS_AT_FAR, Metric, far_text
 
 DROP_NOTE = (
     f"Drops: FP32 minus the variant (positive = worse), with the {DROP_INTERVAL} in brackets, the same pairs "
@@ -18,16 +18,21 @@ DROP_NOTE = (
     "the interval is of the drop with each model at its own thresholds, so near the edge the two can disagree."
 )
 
+DROP_NOTE_ALL = (
+    f"Drops: FP32 minus the variant (positive = worse), with the {DROP_INTERVAL_ALL} in brackets, the same "
+    f"identities drawn for both models. `*`: McNemar's exact test of fixed against broken pairs at FP32's threshold "
+    f"of that FAR gives p < {SIGNIFICANCE:g}; pairs share images here, so that p-value is optimistic and the "
+    "interval is the measure to trust."
+)
+
 # Decision flips at each FP32 threshold: (flips, fixed, broken, McNemar p), as facequant.paired logs them.
 FLIPS = {
     "acc.": (Metric.FLIPS_ACC, Metric.FLIPS_ACC_FIXED, Metric.FLIPS_ACC_BROKEN, Metric.MCNEMAR_P_ACC),
-    "FAR=1e-3": (
-        Metric.FLIPS_FAR_1E3,
-        Metric.FLIPS_FAR_1E3_FIXED,
-        Metric.FLIPS_FAR_1E3_BROKEN,
-        Metric.MCNEMAR_P_FAR_1E3,
-    ),
+    "FAR=1e-3": FLIPS_AT_FAR[1e-3],
 }
+FLIPS_ALL = {
+    f"FAR={far_text(far)}": names for far, names in FLIPS_AT_FAR.items()
+}  # protocol=all has no accuracy threshold
 DRIFT = (Metric.EMBEDDING_COSINE_MEAN, Metric.EMBEDDING_COSINE_P01, Metric.EMBEDDING_COSINE_MIN)
 
 
@@ -84,6 +89,20 @@ COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
     ("Size (MiB)", _metric(Metric.SIZE_MIB, ".2f")),
     ("Compression", lambda r: "n/a" if math.isnan(r.compression) else f"{r.compression:.2f}x"),
 )
+# Under protocol=all: TAR down to FAR=1e-6, with the drops and intervals at 1e-3, 1e-5 and 1e-6.
+COLUMNS_ALL: tuple[tuple[str, Callable[[Row], str]], ...] = (
+    ("TAR@FAR=1e-3", _metric(Metric.TAR_FAR_1E3, ".4f")),
+    ("TAR@1e-3 drop (pt)", lambda r: drop_cell(r.tar_drops[1e-3], r.is_baseline)),
+    ("TAR@FAR=1e-4", _metric(Metric.TAR_FAR_1E4, ".4f")),
+    ("TAR@FAR=1e-5", _metric(Metric.TAR_FAR_1E5, ".4f")),
+    ("TAR@1e-5 drop (pt)", lambda r: drop_cell(r.tar_drops[1e-5], r.is_baseline)),
+    ("TAR@FAR=1e-6", _metric(Metric.TAR_FAR_1E6, ".4f")),
+    ("TAR@1e-6 drop (pt)", lambda r: drop_cell(r.tar_drops[1e-6], r.is_baseline)),
+    ("ROC AUC", _metric(Metric.ROC_AUC, ".4f")),
+    ("EER", _metric(Metric.EER, ".4f")),
+    ("Size (MiB)", _metric(Metric.SIZE_MIB, ".2f")),
+    ("Compression", lambda r: "n/a" if math.isnan(r.compression) else f"{r.compression:.2f}x"),
+)
 
 
 def markdown_table(heads: Sequence[str], rows: Sequence[Row], cells: Callable[[Row], list[str]]) -> list[str]:
@@ -115,16 +134,23 @@ def flips_lines(table: Table) -> list[str]:
     base = table.baseline
     if base is None or not table.quantized:
         return [_why_empty(table)]
-    heads = [f"{head} ({at})" for at in FLIPS for head in ("Flips", "Fixed", "Broken", "McNemar p")]
+    all_pairs = base.all_pairs
+    flips = FLIPS_ALL if all_pairs else FLIPS
+    heads = [f"{head} ({at})" for at in flips for head in ("Flips", "Fixed", "Broken", "McNemar p")]
+    where = (
+        "its thresholds at FAR=1e-3, 1e-5 and 1e-6 (every pair of the evaluated images; pairs share images, so "
+        "McNemar's p is optimistic)"
+        if all_pairs
+        else f"its accuracy threshold (acc., {fmt(base.metric(Metric.THRESHOLD), '.4f')}) and its FAR=1e-3 threshold"
+    )
     return [
-        "Both models decide every pair at FP32's threshold: its accuracy threshold (acc., "
-        f"{fmt(base.metric(Metric.THRESHOLD), '.4f')}) and its FAR=1e-3 threshold. Flips: pairs whose decision "
+        f"Both models decide every pair at FP32's threshold: {where}. Flips: pairs whose decision "
         "changed; fixed: wrong under FP32 and right under the variant; broken: the reverse. McNemar's exact test asks "
         f"whether fixed and broken differ beyond chance (p < {SIGNIFICANCE:g}: significant); n/a: the run predates "
         "these statistics.",
         "",
         *markdown_table(
-            heads, table.quantized, lambda r: [c for names in FLIPS.values() for c in _flip_cells(r, names)]
+            heads, table.quantized, lambda r: [c for names in flips.values() for c in _flip_cells(r, names)]
         ),
     ]
 

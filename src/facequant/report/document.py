@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from facequant.plots import plot_calibration_grid, plot_histograms, plot_pareto, plot_rocs
+from facequant.plots import plot_calibration_grid, plot_histograms, plot_pareto, plot_roc_points, plot_rocs
 from facequant.report.accuracy import distribution_lines, drift_lines, flips_lines
 from facequant.report.rule import Rule
 from facequant.report.sections import (
+    HEADLINE,
     comparison_lines,
     params,
     recommendation_lines,
@@ -19,7 +22,7 @@ from facequant.report.sections import (
     tags,
     technical_lines,
 )
-from facequant.report.table import Table, groups, variant_table
+from facequant.report.table import Drop, Row, Table, groups, variant_table
 from facequant.schema import Metric, Param, RunRecord, Tag
 
 REPORT_MD = "report.md"
@@ -44,6 +47,19 @@ def calibration_grid(table: Table) -> pd.DataFrame | None:
     return frame.pivot(index="method", columns="samples", values="drop")
 
 
+def _drop_err(drop: Drop) -> tuple[float, float]:
+    """The drop's interval as distances below and above the variant's value (a larger drop is a lower value)."""
+    return (drop.high - drop.point, drop.point - drop.low) if drop.has_interval else (0.0, 0.0)
+
+
+def _speed_err(row: Row) -> tuple[float, float]:
+    """The paired speed-up's interval mapped onto the variant's latency (latency ~ FP32's / speed-up)."""
+    latency, (low, high) = row.metric(Metric.LATENCY_P50_MS), row.interval
+    if math.isnan(latency) or not low > 0:
+        return 0.0, 0.0
+    return latency - latency * row.speedup / high, latency * row.speedup / low - latency
+
+
 def group_section(
     runs: Sequence[RunRecord], curves: Mapping[str, pd.DataFrame], rule: Rule, out: Path, prefix: str
 ) -> tuple[list[str], list[Path]]:
@@ -53,14 +69,21 @@ def group_section(
     plots = [
         plot_pareto(
             [r.label for r in rows],
-            [r.metric(Metric.ACCURACY) for r in rows],
+            [r.metric(HEADLINE[r.all_pairs]) for r in rows],
             [r.metric(Metric.LATENCY_P50_MS) for r in rows],
             [r.metric(Metric.SIZE_MIB) for r in rows],
             out / f"{prefix}pareto.png",
+            "TAR@FAR=1e-3 (every pair)" if any(r.all_pairs for r in rows) else "10-fold accuracy",
+            np.array([_drop_err(r.drop_tar if r.all_pairs else r.drop_accuracy) for r in rows]).T,
+            np.array([_speed_err(r) for r in rows]).T,
         )
     ]
     scored = {r.label: curves[r.run.run_id] for r in rows if r.run.run_id in curves}
-    if scored:
+    if scored and any(r.all_pairs for r in rows):  # roc.csv points: one log-FAR ROC down to the resolution
+        points = {name: (c.far.to_numpy(), c.tar.to_numpy()) for name, c in scored.items()}
+        resolution = min(r.metric(Metric.FAR_RESOLUTION) for r in rows)
+        plots.insert(0, plot_roc_points(points, resolution, "ROC of every variant", out / f"{prefix}roc.png"))
+    elif scored:
         thresholds = {r.label: r.metric(Metric.THRESHOLD) for r in rows}
         plots[:0] = [
             plot_rocs(scored, out / f"{prefix}roc.png"),
@@ -80,6 +103,12 @@ def group_section(
     lines += ["### Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     lines += ["### Technical details", "", *technical_lines(runs, table), ""]
     return lines, plots
+
+
+def _protocol(runs: Sequence[RunRecord]) -> str:
+    if runs[0].protocol == "all":
+        return "every image against every other"
+    return f"{params(runs, Param.DATASET_FOLDS)} folds of View 2's pairs"
 
 
 def build_report(
@@ -118,7 +147,7 @@ def build_report(
     files = []
     for i, group in enumerate(split):
         lines += [
-            f"## {params(group, Param.MODEL_NAME)} on LFW ({params(group, Param.DATASET_FOLDS)} folds, dataset "
+            f"## {params(group, Param.MODEL_NAME)} on LFW ({_protocol(group)}, dataset "
             f"{tags(group, Tag.DATASET_FINGERPRINT)})",
             "",
         ]

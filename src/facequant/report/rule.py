@@ -6,10 +6,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from facequant.report.table import Drop, Row, Table
+from facequant.report.table import NO_DROP, Drop, Row, Table
+from facequant.schema import Metric, far_text
 
 # How every drop interval was computed (facequant.paired): the report and the registry quote it.
 DROP_INTERVAL = "95% paired-bootstrap interval (1000 resamples of the pairs, stratified genuine/impostor)"
+DROP_INTERVAL_ALL = "95% paired-bootstrap interval (1000 resamples of the identities, since pairs share them)"
 FALLBACK = "no interval logged, so the point drop is compared"
 
 
@@ -24,13 +26,23 @@ class Rule:
 
     A drop counts at the upper end of its 95% interval, so a variant passes only when the data rule out a drop
     beyond the bound. Speed-ups whose intervals overlap the fastest's are not told apart by the measurement, so
-    they count as equally fast and the smallest accuracy drop wins among them.
+    they count as equally fast and the smallest accuracy drop wins among them. Under protocol=all there is no
+    10-fold accuracy: the one bound is the TAR drop at FAR=far, and the smallest such drop wins among equals.
     """
 
     max_drop: float = 0.005
     max_tar_drop: float = 0.01
+    far: float = 1e-5  # protocol=all: the operating point of the gate
 
-    def text(self) -> str:
+    def text(self, all_pairs: bool = False) -> str:
+        if all_pairs:
+            return (
+                "the fastest variant (highest paired speed-up over ONNX Runtime FP32 at batch 1, first benchmarked "
+                f"thread count) whose TAR@FAR={far_text(self.far)} drop is <= {pt(self.max_tar_drop)} against the "
+                f"FP32 run of the same model and images, read at the upper end of its {DROP_INTERVAL_ALL}; "
+                "variants whose speed-up intervals overlap the fastest's count as equally fast (their difference is "
+                f"within the measurement noise), and among those the smallest TAR@FAR={far_text(self.far)} drop wins"
+            )
         return (
             "the fastest variant (highest paired speed-up over ONNX Runtime FP32 at batch 1, first benchmarked "
             f"thread count) whose 10-fold accuracy drop is <= {pt(self.max_drop)} and whose TAR@FAR=1e-3 drop is "
@@ -47,7 +59,13 @@ class Rule:
 
     def pick(self, passing: Sequence[Row]) -> Row:
         """The recommended row among rows that break nothing (so each has a speed-up and drops)."""
-        return min(self.equally_fast(passing), key=lambda row: (row.accuracy_drop, -row.speedup))
+        return min(self.equally_fast(passing), key=lambda row: (self.primary(row)[1].point, -row.speedup))
+
+    def primary(self, row: Row) -> tuple[str, Drop]:
+        """The drop that decides among equally fast variants: accuracy, or the gate's TAR drop under protocol=all."""
+        if row.all_pairs:
+            return f"TAR@FAR={far_text(self.far)} drop", row.tar_drops.get(self.far, NO_DROP)
+        return "accuracy drop", row.drop_accuracy
 
     def passing(self, table: Table) -> list[Row]:
         """The quantized rows that break nothing; none without an FP32 run, since no drop is then backed."""
@@ -60,6 +78,8 @@ class Rule:
 
     def bounded(self, row: Row) -> tuple[tuple[str, Drop, float], ...]:
         """Each drop the rule bounds: its name, the row's drop and the bound."""
+        if row.all_pairs:
+            return ((*self.primary(row), self.max_tar_drop),)
         accuracy = ("accuracy drop", row.drop_accuracy, self.max_drop)
         return accuracy, ("TAR@FAR=1e-3 drop", row.drop_tar, self.max_tar_drop)
 
@@ -71,7 +91,12 @@ class Rule:
         """Why the row cannot be recommended; a value the run did not log cannot pass."""
         reasons = []
         for name, drop, bound in self.bounded(row):
-            if math.isnan(drop.point):
+            if math.isnan(drop.point) and row.all_pairs and row.metric(Metric.FAR_RESOLUTION) > self.far:
+                reasons.append(
+                    f"no {name}: these impostor pairs resolve FAR >= {row.metric(Metric.FAR_RESOLUTION):.1e} only; "
+                    "evaluate more identities or gate at a larger far"
+                )
+            elif math.isnan(drop.point):
                 reasons.append(f"no {name} logged")
             elif drop.point > bound:
                 fallback = "" if drop.has_interval else f" ({FALLBACK})"

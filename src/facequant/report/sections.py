@@ -5,10 +5,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-from facequant.report.accuracy import COLUMNS, DROP_NOTE, drop_phrase, fmt, interval_text, markdown_table
-from facequant.report.rule import Rule
+from facequant.report.accuracy import (
+    COLUMNS,
+    COLUMNS_ALL,
+    DROP_NOTE,
+    DROP_NOTE_ALL,
+    drop_phrase,
+    fmt,
+    interval_text,
+    markdown_table,
+)
+from facequant.report.rule import Rule, pt
 from facequant.report.table import Row, Table
-from facequant.schema import Metric, Param, RunRecord, Tag, at_threads
+from facequant.schema import ALL_TAR_AT_FAR, Metric, Param, RunRecord, Tag, at_threads, far_text
+
+HEADLINE = {False: Metric.ACCURACY, True: Metric.TAR_FAR_1E3}  # the one figure of a row, by protocol=all
 
 
 def distinct(runs: Iterable[RunRecord], get: Callable[[RunRecord], str | None]) -> str:
@@ -70,13 +81,33 @@ def speed_phrase(row: Row) -> str:
     return f"{verdict} at batch 1 on {threads_phrase(row.run.threads)} (speed-up {row_speedup(row)}, {interval})"
 
 
+def _summary_all(table: Table, base: Row) -> list[str]:
+    """protocol=all: TAR at each resolvable FAR, and each TAR drop with its identity-bootstrap interval."""
+    tars = ", ".join(f"TAR@FAR={far_text(far)} {fmt(base.metric(name), '.4f')}" for far, name in ALL_TAR_AT_FAR.items())
+    genuine, impostor = (fmt(base.metric(m), ",.0f") for m in (Metric.N_GENUINE_PAIRS, Metric.N_IMPOSTOR_PAIRS))
+    lines = [
+        f"FP32 baseline ({base.label}), every image against every other ({genuine} genuine, {impostor} impostor "
+        f"pairs): {tars}; "
+        f"{fmt(base.metric(Metric.SIZE_MIB), '.2f')} MiB, {fmt(base.metric(Metric.LATENCY_P50_MS), '.2f')} ms p50."
+    ]
+    for r in table.quantized:
+        drops = "; ".join(f"TAR@FAR={far_text(far)} drop {drop_phrase(drop)}" for far, drop in r.tar_drops.items())
+        lines.append(f"- {r.label}: {drops}; {size_phrase(r.compression)}; {speed_phrase(r)}.")
+    return lines
+
+
 def summary_lines(table: Table) -> list[str]:
     base = table.baseline
+    if base is not None and base.all_pairs:
+        return _summary_all(table, base)
     if base is None:
         return [
             "No FP32 run in this selection: drops and compression are n/a (no baseline to compare against); each "
             "speed-up is its job's own paired measurement against FP32."
-        ] + [f"- {r.label}: accuracy {fmt(r.metric(Metric.ACCURACY), '.4f')}, {speed_phrase(r)}." for r in table.rows]
+        ] + [
+            f"- {r.label}: {HEADLINE[r.all_pairs]} {fmt(r.metric(HEADLINE[r.all_pairs]), '.4f')}, {speed_phrase(r)}."
+            for r in table.rows
+        ]
     lines = [
         f"FP32 baseline ({base.label}): accuracy {fmt(base.metric(Metric.ACCURACY), '.4f')} +- "
         f"{fmt(base.metric(Metric.ACCURACY_STD), '.4f')}, TAR@FAR=1e-3 {fmt(base.metric(Metric.TAR_FAR_1E3), '.4f')}, "
@@ -120,16 +151,19 @@ def timing_cells(row: Row, threads: int | None) -> list[str]:
 def comparison_lines(table: Table) -> list[str]:
     """Accuracy and size, then p50, paired speed-up and throughput at each of the group's thread counts."""
     counts: tuple[int | None, ...] = table.threads or (None,)
-    heads = [head for head, _ in COLUMNS] + [head for n in counts for head in timing_heads(n)]
+    all_pairs = any(r.all_pairs for r in table.rows)
+    columns = COLUMNS_ALL if all_pairs else COLUMNS
+    heads = [head for head, _ in columns] + [head for n in counts for head in timing_heads(n)]
     lines = markdown_table(
-        heads, table.rows, lambda r: [cell(r) for _, cell in COLUMNS] + [c for n in counts for c in timing_cells(r, n)]
+        heads, table.rows, lambda r: [cell(r) for _, cell in columns] + [c for n in counts for c in timing_cells(r, n)]
     )
-    return lines + ([] if table.baseline is None else ["", DROP_NOTE])
+    return lines + ([] if table.baseline is None else ["", DROP_NOTE_ALL if all_pairs else DROP_NOTE])
 
 
 def recommendation_lines(table: Table, rule: Rule) -> list[str]:
     """The rule, the recommended variant with its measured ratios, and why each other variant is not it."""
-    lines = [f"Rule: recommend {rule.text()}.", ""]
+    all_pairs = any(r.all_pairs for r in table.rows)
+    lines = [f"Rule: recommend {rule.text(all_pairs)}.", ""]
     base = table.baseline
     if base is None:
         return lines + [
@@ -142,9 +176,11 @@ def recommendation_lines(table: Table, rule: Rule) -> list[str]:
     if best is None:
         lines.append(f"**Keep FP32** ({base.label}): no quantized variant meets the rule.")
     else:
+        name, drop = rule.primary(best)
+        headline = "TAR@FAR=1e-3" if all_pairs else "accuracy"
         lines.append(
-            f"**Recommended: {best.label}**: accuracy {best.metric(Metric.ACCURACY):.4f}, drop "
-            f"{interval_text(best.drop_accuracy)}; TAR@FAR=1e-3 drop {interval_text(best.drop_tar)}; "
+            f"**Recommended: {best.label}**: {headline} {best.metric(HEADLINE[all_pairs]):.4f}, {name} "
+            f"{interval_text(drop)}; TAR@FAR=1e-3 drop {interval_text(best.drop_tar)}; "
             f"{size_phrase(best.compression)} than FP32 ({fmt(base.metric(Metric.SIZE_MIB), '.2f')} -> "
             f"{fmt(best.metric(Metric.SIZE_MIB), '.2f')} MiB); {speed_phrase(best)}."
         )
@@ -162,7 +198,7 @@ def recommendation_lines(table: Table, rule: Rule) -> list[str]:
             lines.append(
                 f"{best.label} and {', '.join(r.label for r in tied)} are equally fast: their speed-up intervals "
                 "overlap the fastest's, so the speed difference among them is within the measurement noise and the "
-                "smallest accuracy drop decides."
+                f"smallest {rule.primary(best)[0]} decides."
             )
     lines.append("")
     for r in table.quantized:
@@ -172,13 +208,14 @@ def recommendation_lines(table: Table, rule: Rule) -> list[str]:
         elif r in tied:
             lines.append(
                 f"- {r.label}: within the bounds and as fast as the fastest within the measurement noise (speed-up "
-                f"{row_speedup(r)}), but drop {100 * r.accuracy_drop:.2f} pt against the pick's "
-                f"{100 * best.accuracy_drop:.2f} pt; {size_phrase(r.compression)}{fallback_note(rule, r)}."
+                f"{row_speedup(r)}), but {rule.primary(r)[0]} {pt(rule.primary(r)[1].point)} against the pick's "
+                f"{pt(rule.primary(best)[1].point)}; {size_phrase(r.compression)}{fallback_note(rule, r)}."
             )
         elif r is not best:
             lines.append(
                 f"- {r.label}: within the bounds but measurably slower than the fastest (its speed-up interval "
-                f"does not overlap the fastest's): speed-up {row_speedup(r)}, drop {100 * r.accuracy_drop:.2f} pt; "
+                f"does not overlap the fastest's): speed-up {row_speedup(r)}, {rule.primary(r)[0]} "
+                f"{pt(rule.primary(r)[1].point)}; "
                 f"{size_phrase(r.compression)}{fallback_note(rule, r)}."
             )
     return lines
@@ -217,8 +254,12 @@ def quantization_detail(run: RunRecord) -> str:
             f"{p(Param.QUANT_ACTIVATION_TYPE)}, weights {p(Param.QUANT_WEIGHT_TYPE)}), per_channel "
             f"{p(Param.QUANT_PER_CHANNEL)}, reduce_range {p(Param.QUANT_REDUCE_RANGE)}; calibration "
             f"{p(Param.CALIBRATION_METHOD)} on {p(Param.CALIBRATION_NUM_SAMPLES)} faces (seed "
-            f"{p(Param.CALIBRATION_SEED)}, {p(Param.CALIBRATION_NUM_BINS)} bins) drawn from the LFW images no "
-            "evaluation pair uses"
+            f"{p(Param.CALIBRATION_SEED)}, {p(Param.CALIBRATION_NUM_BINS)} bins) drawn from "
+            + (
+                "the reserved calibration identities"
+                if run.protocol == "all"
+                else "the LFW images no evaluation pair uses"
+            )
         )
     return f"FP32 ONNX export (opset {p(Param.ONNX_OPSET)})"
 
@@ -254,6 +295,28 @@ def timing_line(runs: Sequence[RunRecord]) -> str:
     )
 
 
+def _data_lines(runs: Sequence[RunRecord], table: Table) -> list[str]:
+    resolution = fmt(_first(table.rows, Metric.FAR_RESOLUTION), ".1e")
+    if runs[0].protocol == "all":
+        return [
+            f"- Dataset: LFW, fingerprint {tags(runs, Tag.DATASET_FINGERPRINT)}: every pair of "
+            f"{fmt(_first(table.rows, Metric.N_IMAGES), '.0f')} images "
+            f"({fmt(_first(table.rows, Metric.N_PAIRS), ',.0f')} pairs), whole identities reserved for calibration "
+            "(dataset.calibration_pool "
+            f"{params(runs, Param.DATASET_CALIBRATION_POOL)}, seed {params(runs, Param.DATASET_SEED)}).",
+            f"- FAR resolution: {resolution} (1 / impostor pairs). TAR@FAR is exact: the share of genuine scores above "
+            "FP32's (k+1)-th highest impostor score, k = floor(FAR x impostors); a FAR the impostors cannot resolve is "
+            "n/a. ROC AUC and EER come from scores binned at 1e-4.",
+        ]
+    return [
+        f"- Dataset: LFW, fingerprint {tags(runs, Tag.DATASET_FINGERPRINT)}, "
+        f"{fmt(_first(table.rows, Metric.N_PAIRS), '.0f')} pairs from {params(runs, Param.DATASET_FOLDS)} fold(s) of "
+        "pairs.txt; accuracy is 10-fold (threshold chosen on the other folds).",
+        f"- FAR resolution: {resolution} (1 / impostor pairs): "
+        "TAR@FAR=1e-4 is read at zero false accepts, and TAR@FAR=1e-3 allows floor(1e-3 x impostors) of them.",
+    ]
+
+
 def technical_lines(runs: Sequence[RunRecord], table: Table) -> list[str]:
     """Model, preprocessing, how each variant was built, data, benchmark and software, as the runs logged them."""
     return [
@@ -265,11 +328,7 @@ def technical_lines(runs: Sequence[RunRecord], table: Table) -> list[str]:
         f"{params(runs, Param.ALIGN_MARGIN)}, selection `{params(runs, Param.ALIGN_SELECTION)}`.",
         "- Quantization (ONNX Runtime, after `quant_pre_process`):",
         *(f"  - {r.label}: {quantization_detail(r.run)}." for r in table.rows),
-        f"- Dataset: LFW, fingerprint {tags(runs, Tag.DATASET_FINGERPRINT)}, "
-        f"{fmt(_first(table.rows, Metric.N_PAIRS), '.0f')} pairs from {params(runs, Param.DATASET_FOLDS)} fold(s) of "
-        "pairs.txt; accuracy is 10-fold (threshold chosen on the other folds).",
-        f"- FAR resolution: {fmt(_first(table.rows, Metric.FAR_RESOLUTION), '.1e')} (1 / impostor pairs): "
-        "TAR@FAR=1e-4 is read at zero false accepts, and TAR@FAR=1e-3 allows floor(1e-3 x impostors) of them.",
+        *_data_lines(runs, table),
         timing_line(runs),
         f"- Software: onnxruntime {params(runs, Param.VERSION_ONNXRUNTIME)}, "
         f"torch {params(runs, Param.VERSION_TORCH)}, onnx {params(runs, Param.VERSION_ONNX)}, "

@@ -9,8 +9,10 @@ from facequant.schema import CALIBRATION_CONTEXT, EVALUATION_CONTEXT
 
 
 def log_evaluation_set(pairs: pd.DataFrame, name: str, digest: str, source: str) -> None:
-    """One row per evaluated pair (fold, label, left, right); the digest names exactly which pairs."""
-    dataset = mlflow.data.from_pandas(pairs, source=source, name=name, digest=digest, targets="label")
+    """One row per evaluated pair (fold, label, left, right), or per image (image, identity) under protocol=all;
+    the digest names exactly which pairs."""
+    targets = "label" if "label" in pairs else None
+    dataset = mlflow.data.from_pandas(pairs, source=source, name=name, digest=digest, targets=targets)
     mlflow.log_input(dataset, context=EVALUATION_CONTEXT)
 
 
