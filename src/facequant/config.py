@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facequant.cache import key_of
 from facequant.cpu import BF16_FLAGS, cpu, has_bf16
+from facequant.onnxmodel import InputSpec
 
 # conf/benchmark/default.yaml times on 1 thread and on every core: threads: [1, "${cpu_count:}"].
 OmegaConf.register_new_resolver("cpu_count", lambda: os.cpu_count() or 1, replace=True)
@@ -54,6 +55,10 @@ class ModelConfig:
                 raise ConfigError(
                     f"model.path={self.path} is not a file; give the path of an InceptionResnetV1 state_dict"
                 )
+
+    def input_spec(self) -> InputSpec:
+        """How faces are fed to this model: facequant exports take NCHW RGB."""
+        return InputSpec(self.preprocess)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from facequant import runtime
 from facequant.cache import atomic_path, verified_file, write_file_record
 from facequant.layout import ModelIdentity
 from facequant.models import ModelInfo
+from facequant.onnxmodel import INPUT, OUTPUT
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-INPUT, OUTPUT = "input", "embedding"
 PARITY_TOLERANCE = 1e-4
 
 

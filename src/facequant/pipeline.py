@@ -142,12 +142,12 @@ def _run(settings: Settings) -> dict[str, float]:
     with stage("quantize"):  # before the evaluation faces are loaded, to bound peak memory
         variant = quantize_model(settings, layout, data, exported).path
 
-    preprocess = exported.info.preprocess
+    spec = exported.spec
     with stage("evaluate"):
-        evaluation = evaluate_model(data, variant, preprocess, settings.runtime)
+        evaluation = evaluate_model(data, variant, spec, settings.runtime)
         baseline = evaluation
         if not settings.is_reference:  # drops are against the FP32 file on ONNX Runtime, as speed-ups are
-            baseline = evaluate_model(data, exported.fp32, preprocess)
+            baseline = evaluate_model(data, exported.fp32, spec)
             if not baseline.cached:
                 log.info("no cached FP32 baseline for this model and data; computed it")
         drops = evaluation.drops_from(baseline)
@@ -155,7 +155,7 @@ def _run(settings: Settings) -> dict[str, float]:
         tracking.log_metrics(evaluation.metrics() | drops | (paired.metrics if paired else {}))
 
     with stage("benchmark"):
-        bench = benchmark_model(settings, data, variant, exported.fp32, preprocess)
+        bench = benchmark_model(settings, data, variant, exported.fp32, spec)
         tracking.log_metrics(bench)
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
@@ -164,7 +164,7 @@ def _run(settings: Settings) -> dict[str, float]:
             artifacts += _drift_artifacts(Path(tmp), data, paired, settings.variant_name)
         tracking.log_artifacts(artifacts)
         example = exported.sample[:1]
-        tracking.log_onnx_model(variant, example, runtime.run(runtime.session(variant), example))
+        tracking.log_onnx_model(variant, example, runtime.run(runtime.session(variant), example, spec.output))
     log.info(
         "%s: accuracy %.4f +- %.4f, drop %.4f, %.2f MiB, p50 %.2f ms, speed-up %.2fx",
         settings.variant_name,

@@ -20,6 +20,7 @@ from facequant.evaluate import Verification, cosine_scores, verification_metrics
 from facequant.export import export_onnx, model_identity
 from facequant.layout import CacheLayout, FaceSetIdentity, ModelIdentity, ScoresIdentity, VariantIdentity
 from facequant.models import ModelInfo, load_model
+from facequant.onnxmodel import InputSpec
 from facequant.paired import embedding_cosines, embedding_drift, paired_metrics
 from facequant.quantize import build_variant, pre_process, quantizer
 from facequant.schema import Metric
@@ -103,7 +104,8 @@ class Exported:
     identity: ModelIdentity
     fp32: Path
     parity: float
-    sample: np.ndarray  # preprocessed faces: the parity inputs and the logged model's example
+    sample: np.ndarray  # faces as the model takes them: the parity inputs and the logged model's example
+    spec: InputSpec  # how faces are fed to the model and its variants
 
     def metrics(self) -> dict[Metric, float]:
         return {Metric.ONNX_PARITY: self.parity}
@@ -111,11 +113,12 @@ class Exported:
 
 def export_model(settings: Settings, layout: CacheLayout, data: EvalData) -> Exported:
     """Load the weights and export FP32 ONNX (cached by weights, network, preprocessing and exporter)."""
+    spec = settings.model.input_spec()
+    sample = runtime.preprocess(data.faces(PARITY_FACES).faces, spec)
     net, info = load_model(settings.model)
     identity = model_identity(info)
-    sample = runtime.preprocess(data.faces(PARITY_FACES).faces, info.preprocess)
     fp32 = layout.fp32_model(identity)
-    return Exported(info, identity, fp32, export_onnx(net, info, fp32, sample), sample)
+    return Exported(info, identity, fp32, export_onnx(net, info, fp32, sample), sample, spec)
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def quantize_model(settings: Settings, layout: CacheLayout, data: EvalData, expo
         asdict(identity),
         settings.quant,
         calib,
-        exported.info.preprocess,
+        exported.spec,
         data.calibration_faces,
         tuple(exported.sample[:1].shape),
     )
@@ -178,17 +181,17 @@ class Evaluation:
         }
 
 
-def evaluate_model(data: EvalData, model: Path, preprocess: str, engine: RuntimeConfig = runtime.ORT) -> Evaluation:
-    """Pair scores and metrics of a model file on a runtime; scores are cached by the file's sha256, the runtime
-    with its precision, and all other inputs."""
+def evaluate_model(data: EvalData, model: Path, spec: InputSpec, engine: RuntimeConfig = runtime.ORT) -> Evaluation:
+    """Pair scores and metrics of a model file on a runtime; scores are cached by the file's sha256, how it is fed,
+    the runtime with its precision, and all other inputs."""
     identity = ScoresIdentity(
-        sha256_file(model), preprocess, pairs_digest(data.pairs), data.faces_id.key, runtime.name(engine)
+        sha256_file(model), spec.describe(), pairs_digest(data.pairs), data.faces_id.key, runtime.name(engine)
     )
     path = data.layout.scores(identity)
     cached = load_npz(path, ("scores", "fallbacks", "embeddings"))
     if cached is None:
         aligned = data.faces()
-        emb = runtime.embed(model, aligned.faces, preprocess, data.settings.eval_batch_size, engine)
+        emb = runtime.embed(model, aligned.faces, spec, data.settings.eval_batch_size, engine)
         index = {name: i for i, name in enumerate(data.names)}
         left = np.array([index[p.left] for p in data.pairs])
         right = np.array([index[p.right] for p in data.pairs])
@@ -219,16 +222,16 @@ def compare_with_fp32(data: EvalData, variant: Evaluation, fp32: Evaluation, wor
     return Paired(metrics, cosines, embedding_drift(fp32.embeddings, variant.embeddings, worst).worst)
 
 
-def benchmark_model(settings: Settings, data: EvalData, model: Path, fp32: Path, preprocess: str) -> dict[str, float]:
-    """Paired latency, throughput and speed-up on real preprocessed faces; the reference is the FP32 file on
+def benchmark_model(settings: Settings, data: EvalData, model: Path, fp32: Path, spec: InputSpec) -> dict[str, float]:
+    """Paired latency, throughput and speed-up on real faces fed as spec says; the reference is the FP32 file on
     ONNX Runtime, so every variant on every runtime is measured against one baseline."""
     faces = data.faces(settings.benchmark.throughput_batch).faces
 
     def variant(threads: int) -> Model:
-        return runtime.open_session(model, settings.runtime, threads).run
+        return runtime.open_session(model, settings.runtime, threads, spec.output).run
 
     def reference(threads: int) -> Model:
-        return runtime.open_session(fp32, runtime.ORT, threads).run
+        return runtime.open_session(fp32, runtime.ORT, threads, spec.output).run
 
     paired = None if settings.is_reference else reference
-    return measure(variant, paired, runtime.preprocess(faces, preprocess), settings.benchmark)
+    return measure(variant, paired, runtime.preprocess(faces, spec), settings.benchmark)
