@@ -17,7 +17,7 @@ from facequant.cache import load_npz, save_npz, sha256_file
 from facequant.config import RuntimeConfig, Settings
 from facequant.data import LFW, Pair, calibration_images, load_lfw, pair_images, pairs_digest
 from facequant.evaluate import Verification, cosine_scores, verification_metrics
-from facequant.export import export_onnx, model_identity
+from facequant.export import export_onnx, model_identity, onnx_file
 from facequant.layout import CacheLayout, FaceSetIdentity, ModelIdentity, ScoresIdentity, VariantIdentity
 from facequant.models import ModelInfo, load_model
 from facequant.onnxmodel import InputSpec
@@ -103,18 +103,22 @@ class Exported:
     info: ModelInfo
     identity: ModelIdentity
     fp32: Path
-    parity: float
+    parity: float | None  # None: model=onnx's file is used as it is, nothing was exported
     sample: np.ndarray  # faces as the model takes them: the parity inputs and the logged model's example
     spec: InputSpec  # how faces are fed to the model and its variants
 
     def metrics(self) -> dict[Metric, float]:
-        return {Metric.ONNX_PARITY: self.parity}
+        return {} if self.parity is None else {Metric.ONNX_PARITY: self.parity}
 
 
 def export_model(settings: Settings, layout: CacheLayout, data: EvalData) -> Exported:
-    """Load the weights and export FP32 ONNX (cached by weights, network, preprocessing and exporter)."""
+    """The FP32 ONNX model: model=onnx's file as it is, else the weights exported (cached by weights, network,
+    preprocessing and exporter)."""
     spec = settings.model.input_spec()
     sample = runtime.preprocess(data.faces(PARITY_FACES).faces, spec)
+    if settings.model.name == "onnx":
+        path, info, identity = onnx_file(settings.model, spec, sample)
+        return Exported(info, identity, path, None, sample, spec)
     net, info = load_model(settings.model)
     identity = model_identity(info)
     fp32 = layout.fp32_model(identity)
