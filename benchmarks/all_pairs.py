@@ -50,7 +50,7 @@ def main() -> None:
     data = prepare_data(settings, layout)
     exported = export_model(settings, layout, data)
     variant = quantize_model(settings, layout, data, exported).path
-    pre = exported.info.preprocess
+    pre = exported.spec
     info = machine_info()
     print(f"CPU: {info['cpu.model']} ({info['cpu.isa']}); {len(data.names)} images, {data.n_pairs:,} pairs")
     start = time.perf_counter()

@@ -62,7 +62,7 @@ def model_file(args: argparse.Namespace, overrides: list[str]) -> tuple[Path, Pa
     data = prepare_data(s, layout)
     exported = export_model(s, layout, data)
     variant = quantize_model(s, layout, data, exported).path
-    faces = runtime.preprocess(data.faces(32).faces, exported.info.preprocess)
+    faces = runtime.preprocess(data.faces(32).faces, exported.spec)
     return variant, exported.fp32, faces
 
 
@@ -73,7 +73,7 @@ def nncf_file(args: argparse.Namespace, fp32: Path, out: Path) -> Path:
 
     s = settings(args, ["quant=static"])
     data = prepare_data(s, CacheLayout(s.cache_dir))
-    faces = runtime.preprocess(data.calibration_faces(), s.model.preprocess)
+    faces = runtime.preprocess(data.calibration_faces(), s.model.input_spec())
     dataset = nncf.Dataset([faces[i : i + 1] for i in range(len(faces))])
     quantized = nncf.quantize(ov.Core().read_model(str(fp32)), dataset, subset_size=len(faces))
     ov.save_model(quantized, str(out))

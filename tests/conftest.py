@@ -87,11 +87,12 @@ def aligned_sample(lfw, tmp_path_factory):
 def fp32_onnx(msceleb128, aligned_sample, tmp_path_factory):
     """The real msceleb128 model exported to ONNX, with the parity measured on real faces."""
     from facequant.export import export_onnx
+    from facequant.onnxmodel import InputSpec
     from facequant.runtime import preprocess
 
     net, info = msceleb128
     path = tmp_path_factory.mktemp("onnx") / "fp32.onnx"
-    diff = export_onnx(net, info, path, preprocess(aligned_sample.faces[:8], info.preprocess))
+    diff = export_onnx(net, info, path, preprocess(aligned_sample.faces[:8], InputSpec(info.preprocess)))
     return path, diff
 
 

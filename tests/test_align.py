@@ -79,6 +79,7 @@ def test_center_weighted_selection_picks_the_subject_on_a_group_photo(lfw, mscel
     # Angela_Bassett_0003 has other faces off-centre that 'probability' selection picks instead of her
     import torch
 
+    from facequant.onnxmodel import InputSpec
     from facequant.runtime import preprocess
 
     names = ["Angela_Bassett/Angela_Bassett_0003.jpg", "Angela_Bassett/Angela_Bassett_0001.jpg"]
@@ -86,8 +87,8 @@ def test_center_weighted_selection_picks_the_subject_on_a_group_photo(lfw, mscel
     prob = align_images(lfw.images_dir, names, AlignConfig(selection_method="probability"), CacheLayout(tmp_path / "p"))
     net, _ = msceleb128
     with torch.inference_mode():
-        e_centre = net(torch.from_numpy(preprocess(centre.faces, "per_image"))).numpy()
-        e_prob = net(torch.from_numpy(preprocess(prob.faces, "per_image"))).numpy()
+        e_centre = net(torch.from_numpy(preprocess(centre.faces, InputSpec("per_image")))).numpy()
+        e_prob = net(torch.from_numpy(preprocess(prob.faces, InputSpec("per_image")))).numpy()
     same_person_centre = float(e_centre[0] @ e_centre[1])
     same_person_prob = float(e_prob[0] @ e_prob[1])
     assert same_person_centre > 0.5 > same_person_prob

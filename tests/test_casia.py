@@ -26,6 +26,7 @@ from facequant.casia import (
 )
 from facequant.config import ModelConfig
 from facequant.models import load_model
+from facequant.onnxmodel import InputSpec
 from facequant.runtime import preprocess
 from facequant.tfgraph import FrozenGraph, graph_def_class
 from facequant.weights import WeightsError
@@ -190,7 +191,7 @@ def test_load_model_offline_converts_the_graph(offline, graph_path, lfw, tmp_pat
     names = sorted({n for p in pairs for n in (p.left, p.right)})
     faces = align_images(lfw.images_dir, names, AlignConfig(), CacheLayout(tmp_path / "cache")).faces
     with torch.inference_mode():
-        emb = dict(zip(names, net(torch.from_numpy(preprocess(faces, "fixed"))).numpy(), strict=True))
+        emb = dict(zip(names, net(torch.from_numpy(preprocess(faces, InputSpec("fixed")))).numpy(), strict=True))
     assert next(iter(emb.values())).shape == (512,)
     scores = {label: [float(emb[p.left] @ emb[p.right]) for p in pairs if p.label == label] for label in (0, 1)}
     assert min(scores[1]) > max(scores[0]) + 0.2, scores  # measured: genuine >= 0.65, impostor <= 0.07
@@ -198,7 +199,7 @@ def test_load_model_offline_converts_the_graph(offline, graph_path, lfw, tmp_pat
 
 def test_parity_with_the_graph_run_by_opencv(graph_path, aligned_sample):
     pytest.importorskip("cv2", reason="the parity check runs the graph with OpenCV: pip install opencv-python-headless")
-    x = preprocess(aligned_sample.faces[:16], "fixed")
+    x = preprocess(aligned_sample.faces[:16], InputSpec("fixed"))
     record = record_parity(WEIGHTS_DIR, x, "16 real aligned LFW faces (tests' aligned_sample), preprocess=fixed")
     assert record["faces"] == 16 and record["graph_sha256"] == GRAPH_SHA256
     assert record["state_dict_sha256"] == sha256_file(WEIGHTS_DIR / STATE_DICT)

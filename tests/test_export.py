@@ -3,6 +3,7 @@
 import numpy as np
 
 from facequant.export import INPUT, OPSET, OUTPUT, export_onnx, read_metadata
+from facequant.onnxmodel import InputSpec
 from facequant.runtime import embed, preprocess
 
 
@@ -28,7 +29,7 @@ def test_graph_io_and_opset(fp32_onnx):
 
 
 def test_any_batch_size_gives_unit_embeddings(fp32_onnx, aligned_sample):
-    emb = embed(fp32_onnx[0], aligned_sample.faces[:5], "per_image", batch_size=3)
+    emb = embed(fp32_onnx[0], aligned_sample.faces[:5], InputSpec("per_image"), batch_size=3)
     assert emb.shape == (5, 128)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
 
@@ -37,13 +38,13 @@ def test_cached_export_is_not_redone(fp32_onnx, msceleb128, aligned_sample):
     path, diff = fp32_onnx
     before = path.stat().st_mtime_ns
     net, info = msceleb128
-    again = export_onnx(net, info, path, preprocess(aligned_sample.faces[:2], info.preprocess))
+    again = export_onnx(net, info, path, preprocess(aligned_sample.faces[:2], InputSpec(info.preprocess)))
     assert again == diff and path.stat().st_mtime_ns == before
 
 
 def test_truncated_export_is_detected_and_redone(msceleb128, aligned_sample, tmp_path, caplog):
     net, info = msceleb128
-    sample = preprocess(aligned_sample.faces[:2], info.preprocess)
+    sample = preprocess(aligned_sample.faces[:2], InputSpec(info.preprocess))
     path = tmp_path / "fp32.onnx"
     export_onnx(net, info, path, sample)
     size = path.stat().st_size

@@ -8,6 +8,7 @@ import torch
 
 from facequant.config import ConfigError, ModelConfig
 from facequant.models import build_backbone, load_model
+from facequant.onnxmodel import InputSpec
 from facequant.runtime import preprocess
 from facequant.weights import WeightsError
 
@@ -72,13 +73,13 @@ def test_file_model_errors(tmp_path):
 
 def test_fixed_preprocessing():
     faces = np.array([[[[0, 127, 255]]]], np.uint8)  # one 1x1 RGB image
-    np.testing.assert_allclose(preprocess(faces, "fixed").ravel(), [-127.5 / 128, -0.5 / 128, 127.5 / 128])
+    np.testing.assert_allclose(preprocess(faces, InputSpec("fixed")).ravel(), [-127.5 / 128, -0.5 / 128, 127.5 / 128])
 
 
 def test_per_image_standardisation_is_sandbergs_prewhiten():
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)
-    x = preprocess(faces, "per_image")
+    x = preprocess(faces, InputSpec("per_image"))
     assert x.shape == (3, 3, 160, 160) and x.dtype == np.float32
     np.testing.assert_allclose(x.mean(axis=(1, 2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(x.std(axis=(1, 2, 3)), 1, atol=1e-4)
@@ -86,5 +87,5 @@ def test_per_image_standardisation_is_sandbergs_prewhiten():
 
 def test_per_image_floors_the_std_of_flat_images():
     # a constant image has std 0; the 1/sqrt(n) floor keeps it finite (all zeros) instead of NaN
-    x = preprocess(np.full((1, 160, 160, 3), 7, np.uint8), "per_image")
+    x = preprocess(np.full((1, 160, 160, 3), 7, np.uint8), InputSpec("per_image"))
     assert np.isfinite(x).all() and not x.any()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from facequant.config import CalibrationConfig, QuantConfig
+from facequant.onnxmodel import InputSpec
 from facequant.quantize import QuantizationError, build_variant, calibration_ranges, check_runnable, pre_process
 
 
@@ -14,7 +15,7 @@ def pre(fp32_onnx):
 
 
 def ranges_of(pre, faces, **calib):
-    data = calibration_ranges(pre, faces, "per_image", CalibrationConfig(**calib))
+    data = calibration_ranges(pre, faces, InputSpec("per_image"), CalibrationConfig(**calib))
     return {name: np.array(t.range_value, dtype=np.float64) for name, t in data.items()}
 
 
@@ -84,7 +85,7 @@ def test_a_failed_build_leaves_no_cache_entry(fp32_onnx, tmp_path, monkeypatch):
             {"test": "dynamic"},
             QuantConfig(mode="dynamic", op_types=("MatMul",)),
             None,
-            "per_image",
+            InputSpec("per_image"),
             lambda: None,
             (1, 3, 8, 8),
         )

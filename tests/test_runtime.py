@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from facequant.onnxmodel import InputSpec
 from facequant.runtime import preprocess
 
 
@@ -21,7 +22,7 @@ def test_runtime_side_imports_neither_torch_nor_h5py():
 
 def test_fixed_and_per_image_differ_on_the_same_faces():
     faces = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    fixed, per_image = preprocess(faces, "fixed"), preprocess(faces, "per_image")
+    fixed, per_image = preprocess(faces, InputSpec("fixed")), preprocess(faces, InputSpec("per_image"))
     assert fixed.shape == per_image.shape == (2, 3, 8, 8)
     np.testing.assert_allclose(per_image.mean(axis=(1, 2, 3)), 0, atol=1e-5)
     assert not np.allclose(fixed, per_image)

@@ -51,8 +51,8 @@ def test_other_preprocessing_misses_every_cache(job):
     assert fixed.fp32 != per_image.fp32
     assert read_metadata(fixed.fp32)["facequant.preprocess"] == "fixed"
     assert read_metadata(per_image.fp32)["facequant.preprocess"] == "per_image"
-    right = evaluate_model(data, per_image.fp32, "per_image")
-    wrong = evaluate_model(data, fixed.fp32, "fixed")
+    right = evaluate_model(data, per_image.fp32, per_image.spec)
+    wrong = evaluate_model(data, fixed.fp32, fixed.spec)
     assert not right.cached and not wrong.cached  # the second is not served the first's scores
     assert right.verification.accuracy > 0.97
     assert wrong.verification.accuracy != right.verification.accuracy
@@ -63,10 +63,10 @@ def test_truncated_variant_is_rebuilt_before_its_cached_scores_are_used(job, cap
     dynamic = replace(settings, quant=QUANT_DEFAULTS["dynamic"])
     exported = export_model(dynamic, layout, data)
     first = quantize_model(dynamic, layout, data, exported)
-    before = evaluate_model(data, first.path, "per_image")
+    before = evaluate_model(data, first.path, exported.spec)
     first.path.write_bytes(first.path.read_bytes()[:1_000_000])
     again = quantize_model(dynamic, layout, data, exported)
     assert again.built and "differs from the recorded" in caplog.text
-    after = evaluate_model(data, again.path, "per_image")
+    after = evaluate_model(data, again.path, exported.spec)
     assert after.size_mib == pytest.approx(before.size_mib) and after.size_mib > 80
     assert after.verification.accuracy == before.verification.accuracy

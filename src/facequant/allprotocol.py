@@ -11,6 +11,7 @@ import pandas as pd
 
 from facequant.allpairs import BINS, Scan, bootstrap_tar_drops, scan
 from facequant.config import RuntimeConfig
+from facequant.onnxmodel import InputSpec
 from facequant.paired import embedding_drift, flip_metrics
 from facequant.plots import plot_all_histogram, plot_roc_points
 from facequant.schema import (
@@ -77,11 +78,11 @@ class AllEvaluation:
 
 
 def evaluate_all(
-    data: EvalData, model: Path, preprocess: str, engine: RuntimeConfig, reference: AllEvaluation | None = None
+    data: EvalData, model: Path, spec: InputSpec, engine: RuntimeConfig, reference: AllEvaluation | None = None
 ) -> AllEvaluation:
     """Score every pair from the model's (cached) embeddings; with FP32's evaluation as reference, also count the
     decisions that flip at FP32's FAR thresholds in the same pass."""
-    emb, fallbacks, cached = embed_faces(data, model, preprocess, engine)
+    emb, fallbacks, cached = embed_faces(data, model, spec, engine)
     thresholds = {}
     if reference is not None:
         thresholds = {f: reference.scan.threshold(f) for f in FLIPS_AT_FAR if reference.scan.resolvable(f)}

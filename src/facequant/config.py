@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facequant.cache import key_of
 from facequant.cpu import BF16_FLAGS, cpu, has_bf16
+from facequant.onnxmodel import FIXED_MEAN, FIXED_STD, INPUT, ChannelOrder, InputSpec, Layout, resolve
 
 # conf/benchmark/default.yaml times on 1 thread and on every core: threads: [1, "${cpu_count:}"].
 OmegaConf.register_new_resolver("cpu_count", lambda: os.cpu_count() or 1, replace=True)
@@ -28,7 +29,7 @@ def _at_least(section: str, key: str, value: float, low: float) -> None:
 
 
 Preprocess = Literal["fixed", "per_image"]
-ModelName = Literal["vggface2", "casia_webface", "msceleb128", "file"]
+ModelName = Literal["vggface2", "casia_webface", "msceleb128", "file", "onnx"]
 Selection = Literal["center_weighted_size", "probability", "largest", "largest_over_threshold"]
 QuantMode = Literal["fp32", "dynamic", "static"]
 QType = Literal["QUInt8", "QInt8"]
@@ -36,24 +37,71 @@ QFormat = Literal["QDQ", "QOperator"]
 CalibrationMethod = Literal["minmax", "entropy", "percentile", "distribution"]
 
 
+# Keys of model=onnx only: facequant's own exports take NCHW RGB faces at 'input' and give 'embedding'.
+_ONNX_KEYS = ("input_name", "layout", "input_size", "channel_order", "output_name")
+_INFERRED = ("embedding_size", "preprocess")  # model=onnx infers these too when the file tells them
+
+
+def _values(name: str, value: float | tuple[float, ...]) -> tuple[float, ...]:
+    """One value or one per channel, all positive for the std."""
+    values = (float(value),) if isinstance(value, int | float) else tuple(float(v) for v in value)
+    if len(values) not in (1, 3) or (name == "std" and min(values) <= 0):
+        raise ConfigError(f"model.{name}={list(values)} must be one value or three (one per channel), std > 0")
+    return values
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which weights to load and how their input must be normalised."""
+    """Which weights or ONNX file to load and how faces must be fed to it; model=onnx fills from the file what it
+    tells and checks the rest against it."""
 
     name: ModelName
-    preprocess: Preprocess
+    preprocess: Preprocess | None
     weights_dir: str
     path: str | None = None
     embedding_size: int | None = None
+    mean: tuple[float, ...] = FIXED_MEAN  # fixed: (x - mean) / std per channel, in the model's channel order
+    std: tuple[float, ...] = FIXED_STD
+    input_name: str | None = None
+    layout: Layout | None = None
+    input_size: int | None = None
+    channel_order: ChannelOrder | None = None
+    output_name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.name == "file":
+        object.__setattr__(self, "mean", _values("mean", self.mean))
+        object.__setattr__(self, "std", _values("std", self.std))
+        if self.name in ("file", "onnx"):
+            what = "an InceptionResnetV1 state_dict .pt file" if self.name == "file" else "a face-embedding .onnx file"
             if not self.path:
-                raise ConfigError("model=file needs model.path=<an InceptionResnetV1 state_dict .pt file>")
+                raise ConfigError(f"model={self.name} needs model.path=<{what}>")
             if not Path(self.path).expanduser().is_file():
-                raise ConfigError(
-                    f"model.path={self.path} is not a file; give the path of an InceptionResnetV1 state_dict"
-                )
+                raise ConfigError(f"model.path={self.path} is not a file; give the path of {what}")
+        if self.name == "onnx":
+            found = resolve(Path(self.path).expanduser(), **{k: getattr(self, k) for k in _ONNX_KEYS + _INFERRED})
+            for key in _ONNX_KEYS + _INFERRED:
+                object.__setattr__(self, key, getattr(found, key))
+        else:
+            given = [k for k in _ONNX_KEYS if getattr(self, k) is not None]
+            if given:
+                raise ConfigError(f"model.{given[0]} applies to model=onnx only; model={self.name} takes NCHW RGB")
+        if self.preprocess is None:
+            raise ConfigError(f"model={self.name} needs model.preprocess=fixed or per_image")
+        if self.preprocess == "per_image" and (self.mean, self.std) != (FIXED_MEAN, FIXED_STD):
+            raise ConfigError("model.mean and model.std apply to model.preprocess=fixed only")
+
+    def input_spec(self) -> InputSpec:
+        """How faces are fed to this model: its preprocessing, layout, channel order and tensor names."""
+        assert self.preprocess is not None, "checked in __post_init__"
+        return InputSpec(
+            self.preprocess,
+            self.mean,
+            self.std,
+            self.layout or "NCHW",
+            self.channel_order or "RGB",
+            self.input_name or INPUT,
+            self.output_name,
+        )
 
 
 Protocol = Literal["pairs", "all"]
@@ -369,6 +417,19 @@ def _build(name: str, cls: type, values: dict[str, Any]) -> Any:
     return cls(**values)
 
 
+def _follow_input_size(align: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
+    """align.image_size: null crops faces at the model's input size (model=onnx), else at AlignConfig's default."""
+    size = align.get("image_size")
+    if model.input_size is not None:
+        if size not in (None, model.input_size):
+            raise ConfigError(
+                f"align.image_size={size} contradicts the model's input size {model.input_size}; leave "
+                "align.image_size null so the crops follow the model"
+            )
+        size = model.input_size
+    return {k: v for k, v in align.items() if k != "image_size"} | ({} if size is None else {"image_size": size})
+
+
 def load_settings(cfg: DictConfig) -> Settings:
     """Resolve and validate the Hydra config; raises ConfigError naming the bad key and the valid choices."""
     data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
@@ -381,7 +442,10 @@ def load_settings(cfg: DictConfig) -> Settings:
         raise ConfigError(
             f"unknown top-level key(s) {', '.join(unknown)}; valid: {sorted(set(_SECTIONS) | _TOP_LEVEL)}"
         )
-    sections = {name: _build(name, cls, dict(data[name] or {})) for name, cls in _SECTIONS.items()}
+    values = {name: dict(data[name] or {}) for name in _SECTIONS}
+    model = _build("model", ModelConfig, values["model"])
+    values["align"] = _follow_input_size(values["align"], model)
+    sections = {name: model if name == "model" else _build(name, cls, values[name]) for name, cls in _SECTIONS.items()}
     if sections["quant"].mode != "static":
         sections["calibration"] = None  # calibration belongs to static variants only
     return Settings(

@@ -1,4 +1,5 @@
-"""PyTorch -> ONNX export with a dynamic batch axis, self-describing metadata and a parity check."""
+"""The FP32 ONNX model: a PyTorch export with a dynamic batch axis, self-describing metadata and a parity check,
+or model=onnx's file as it is."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ import torch
 from torch import nn
 
 from facequant import runtime
-from facequant.cache import atomic_path, verified_file, write_file_record
+from facequant.cache import atomic_path, sha256_file, verified_file, write_file_record
+from facequant.config import ModelConfig
 from facequant.layout import ModelIdentity
 from facequant.models import ModelInfo
+from facequant.onnxmodel import INPUT, OUTPUT, InputSpec, check_embeddings, read_interface
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-INPUT, OUTPUT = "input", "embedding"
 PARITY_TOLERANCE = 1e-4
 
 
@@ -85,6 +87,30 @@ def parity(net: nn.Module, onnx_path: Path, sample: np.ndarray) -> float:
         expected = net(torch.from_numpy(sample)).numpy()
     got = runtime.run(runtime.session(onnx_path), sample)
     return float(np.abs(expected - got).max())
+
+
+def onnx_file(cfg: ModelConfig, spec: InputSpec, sample: np.ndarray) -> tuple[Path, ModelInfo, ModelIdentity]:
+    """model=onnx: the file is the FP32 model as it is, identified by its sha256 and how it is fed, so cached
+    variants and scores follow its content; one run on real faces checks it gives one embedding per face."""
+    path = Path(str(cfg.path)).expanduser().resolve()
+    iface = read_interface(path)
+    out = runtime.run(runtime.session(path), sample, spec.output)
+    size = check_embeddings(out, len(sample), path, cfg.embedding_size)
+    described = spec.describe()
+    info = ModelInfo(
+        name=cfg.name,
+        source=f"ONNX file {path}",
+        embedding_size=size,
+        preprocess=described,
+        weights_path=str(path),
+        weights_sha256=sha256_file(path),
+        architecture=f"ONNX file ({iface.producer}, opset {iface.opset})",
+        input=f"float32 {spec.layout} {spec.channel_order} {cfg.input_size}x{cfg.input_size} at '{spec.input}' after "
+        f"preprocessing; embedding from output '{spec.output}'",
+    )
+    exporter = "none: the file as given"
+    identity = ModelIdentity(info.weights_sha256, info.architecture, size, described, iface.opset, exporter)
+    return path, info, identity
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -117,5 +117,6 @@ def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise WeightsError(f"{path} does not fit InceptionResnetV1: {exc}") from exc
-    info = ModelInfo(cfg.name, source or f"state_dict {path.name}", size, cfg.preprocess, str(path), sha256_file(path))
+    source = source or f"state_dict {path.name}"
+    info = ModelInfo(cfg.name, source, size, cfg.input_spec().describe(), str(path), sha256_file(path))
     return net, info

@@ -17,6 +17,7 @@ from facequant.config import Settings
 from facequant.cpu import machine_info
 from facequant.export import OPSET
 from facequant.layout import CacheLayout
+from facequant.onnxmodel import InputSpec
 from facequant.plots import plot_drift_faces, plot_roc, plot_score_histogram
 from facequant.schema import (
     CONFIG_YAML,
@@ -146,13 +147,13 @@ def _run(settings: Settings) -> dict[str, float]:
     with stage("quantize"):  # before the evaluation faces are loaded, to bound peak memory
         variant = quantize_model(settings, layout, data, exported).path
 
-    preprocess = exported.info.preprocess
+    spec = exported.spec
     with stage("evaluate"):
-        evaluation, drops, paired = _evaluate(settings, data, variant, exported.fp32, preprocess)
+        evaluation, drops, paired = _evaluate(settings, data, variant, exported.fp32, spec)
         tracking.log_metrics(evaluation.metrics() | drops | (paired.metrics if paired else {}))
 
     with stage("benchmark"):
-        bench = benchmark_model(settings, data, variant, exported.fp32, preprocess)
+        bench = benchmark_model(settings, data, variant, exported.fp32, spec)
         tracking.log_metrics(bench)
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
@@ -162,7 +163,7 @@ def _run(settings: Settings) -> dict[str, float]:
             artifacts += _drift_artifacts(Path(tmp), data, paired, settings.variant_name)
         tracking.log_artifacts(artifacts)
         example = exported.sample[:1]
-        tracking.log_onnx_model(variant, example, runtime.run(runtime.session(variant), example))
+        tracking.log_onnx_model(variant, example, runtime.run(runtime.session(variant), example, spec.output))
     metrics = evaluation.metrics() | drops | bench
     headline = Metric.TAR_FAR_1E3 if data.all_pairs else Metric.ACCURACY
     log.info(
@@ -178,20 +179,20 @@ def _run(settings: Settings) -> dict[str, float]:
 
 
 def _evaluate(
-    settings: Settings, data: EvalData, variant: Path, fp32: Path, preprocess: str
+    settings: Settings, data: EvalData, variant: Path, fp32: Path, spec: InputSpec
 ) -> tuple[Evaluation | AllEvaluation, dict[Metric, float], Paired | None]:
     """The variant's metrics, its drops and paired statistics against the FP32 file on ONNX Runtime (the baseline
     of every drop, as of every speed-up), in the configured protocol."""
     if data.all_pairs:
-        baseline = evaluate_all(data, fp32, preprocess, runtime.ORT)
+        baseline = evaluate_all(data, fp32, spec, runtime.ORT)
         if settings.is_reference:
             return baseline, baseline.drops_from(baseline), None
-        evaluation = evaluate_all(data, variant, preprocess, settings.runtime, reference=baseline)
+        evaluation = evaluate_all(data, variant, spec, settings.runtime, reference=baseline)
         return evaluation, evaluation.drops_from(baseline), compare_all(data, evaluation, baseline)
-    evaluation = evaluate_model(data, variant, preprocess, settings.runtime)
+    evaluation = evaluate_model(data, variant, spec, settings.runtime)
     if settings.is_reference:
         return evaluation, evaluation.drops_from(evaluation), None
-    baseline = evaluate_model(data, fp32, preprocess)
+    baseline = evaluate_model(data, fp32, spec)
     if not baseline.cached:
         log.info("no cached FP32 baseline for this model and data; computed it")
     return evaluation, evaluation.drops_from(baseline), compare_with_fp32(data, evaluation, baseline)

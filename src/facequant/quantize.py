@@ -26,6 +26,7 @@ from tqdm import tqdm
 from facequant import runtime
 from facequant.cache import atomic_path, verified_file, write_file_record
 from facequant.config import CalibrationConfig, QuantConfig
+from facequant.onnxmodel import InputSpec
 from facequant.runtime import preprocess
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ class QuantizationError(RuntimeError):
 
 
 class FaceReader(CalibrationDataReader):
-    """Feeds preprocessed calibration faces to ONNX Runtime's calibrator in batches."""
+    """Feeds calibration faces to ONNX Runtime's calibrator in batches, preprocessed as the model takes them."""
 
-    def __init__(self, faces: np.ndarray, method: str, batch_size: int, input_name: str = "input"):
-        self.faces, self.method, self.batch_size, self.input_name = faces, method, batch_size, input_name
+    def __init__(self, faces: np.ndarray, spec: InputSpec, batch_size: int):
+        self.faces, self.spec, self.batch_size = faces, spec, batch_size
         self.start = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -54,7 +55,7 @@ class FaceReader(CalibrationDataReader):
             return None
         batch = self.faces[self.start : self.start + self.batch_size]
         self.start += self.batch_size
-        return {self.input_name: preprocess(batch, self.method)}
+        return {self.spec.input: preprocess(batch, self.spec)}
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -72,7 +73,7 @@ def calibrator_options(cfg: CalibrationConfig) -> dict:
     return options
 
 
-def calibration_ranges(model: Path, faces: np.ndarray, preprocess_method: str, cfg: CalibrationConfig) -> TensorsData:
+def calibration_ranges(model: Path, faces: np.ndarray, spec: InputSpec, cfg: CalibrationConfig) -> TensorsData:
     """Activation ranges of every tensor of model on the calibration faces, by cfg.method."""
     with tempfile.TemporaryDirectory(prefix="facequant-calib-") as tmp:
         calibrator = create_calibrator(
@@ -86,7 +87,7 @@ def calibration_ranges(model: Path, faces: np.ndarray, preprocess_method: str, c
         # so it is fed one batch at a time; MinMax merges ranges and histograms merge across calls.
         step = cfg.batch_size
         for start in tqdm(range(0, len(faces), step), desc=f"{cfg.method} calibration", unit="batch"):
-            calibrator.collect_data(FaceReader(faces[start : start + step], preprocess_method, step))
+            calibrator.collect_data(FaceReader(faces[start : start + step], spec, step))
         ranges = calibrator.compute_data()
         del calibrator
     return ranges
@@ -125,7 +126,7 @@ def build_variant(
     identity: dict,
     quant: QuantConfig,
     calib: CalibrationConfig | None,
-    preprocess_method: str,
+    spec: InputSpec,
     calibration_faces: Callable[[], np.ndarray],
     input_shape: tuple[int, ...],
 ) -> bool:
@@ -134,7 +135,7 @@ def build_variant(
     if verified_file(target, identity) is not None:
         return False
     with atomic_path(target) as tmp:
-        _quantize(pre, tmp, quant, calib, preprocess_method, calibration_faces)
+        _quantize(pre, tmp, quant, calib, spec, calibration_faces)
         check_runnable(tmp, quant.variant, input_shape)
     write_file_record(target, identity)
     log.info("built %s at %s", quant.variant, target)
@@ -146,7 +147,7 @@ def _quantize(
     tmp: Path,
     quant: QuantConfig,
     calib: CalibrationConfig | None,
-    preprocess_method: str,
+    spec: InputSpec,
     calibration_faces: Callable[[], np.ndarray],
 ) -> None:
     try:
@@ -161,7 +162,7 @@ def _quantize(
             )
         else:
             assert calib is not None, "static quantization needs calibration settings"
-            ranges = calibration_ranges(pre, calibration_faces(), preprocess_method, calib)
+            ranges = calibration_ranges(pre, calibration_faces(), spec, calib)
             with tempfile.TemporaryDirectory(prefix="facequant-ranges-") as d:
                 cache = Path(d) / "ranges.json"
                 save_tensors_data(ranges, cache)

@@ -14,6 +14,7 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from facequant.config import RuntimeConfig
+from facequant.onnxmodel import InputSpec
 
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 ORT = RuntimeConfig()  # the reference runtime of every drop and speed-up
@@ -32,26 +33,32 @@ def name(cfg: RuntimeConfig = ORT) -> str:
     return f"openvino {ov.get_version().split('-')[0]} {cfg.precision}"
 
 
-def preprocess(faces: np.ndarray, method: str) -> np.ndarray:
-    """uint8 NHWC RGB faces -> float32 NCHW network input.
+def preprocess(faces: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """uint8 NHWC RGB faces -> the model's float32 input, in its channel order and layout.
 
-    fixed: (x - 127.5) / 128 (facenet-pytorch); per_image: Sandberg's prewhiten, per-image mean and
-    population std, the std floored at 1/sqrt(n).
+    fixed: (x - mean) / std, per channel in the model's order (facenet-pytorch: 127.5, 128); per_image: Sandberg's
+    prewhiten, per-image mean and population std, the std floored at 1/sqrt(n).
     """
     x = faces.astype(np.float32).transpose(0, 3, 1, 2)
-    if method == "fixed":
-        return (x - 127.5) / 128.0
-    if method == "per_image":
+    if spec.channel_order == "BGR":
+        x = x[:, ::-1]
+    if spec.preprocess == "fixed":
+        per_channel = (1, len(spec.mean), 1, 1)
+        mean, std = (np.array(v, np.float32).reshape(per_channel) for v in (spec.mean, spec.std))
+        x = (x - mean) / std
+    elif spec.preprocess == "per_image":
         axes = (1, 2, 3)
         mean = x.mean(axis=axes, keepdims=True)
         std = x.std(axis=axes, keepdims=True)
         floor = 1.0 / np.sqrt(x[0].size)
-        return ((x - mean) / np.maximum(std, floor)).astype(np.float32)
-    raise ValueError(f"unknown preprocessing {method!r}; choose fixed or per_image")
+        x = ((x - mean) / np.maximum(std, floor)).astype(np.float32)
+    else:
+        raise ValueError(f"unknown preprocessing {spec.preprocess!r}; choose fixed or per_image")
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if spec.layout == "NHWC" else x)
 
 
 class Session(Protocol):
-    """A loaded single-input model: run() returns its first output."""
+    """A loaded single-input model: run() returns its embedding output."""
 
     precision: str  # what the engine reports it computes in
 
@@ -66,31 +73,33 @@ def session(model_path: Path, threads: int = 0) -> ort.InferenceSession:
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 
-def run(sess: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
-    """The first output of a single-input ONNX Runtime session."""
-    return sess.run(None, {sess.get_inputs()[0].name: inputs})[0]
+def run(sess: ort.InferenceSession, inputs: np.ndarray, output: str | None = None) -> np.ndarray:
+    """The named output (the first if None) of a single-input ONNX Runtime session."""
+    return sess.run(None if output is None else [output], {sess.get_inputs()[0].name: inputs})[0]
 
 
 @dataclass
 class OrtSession:
     sess: ort.InferenceSession
     precision: str = "f32"
+    output: str | None = None
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        return run(self.sess, inputs)
+        return run(self.sess, inputs, self.output)
 
 
 @dataclass
 class OpenVinoSession:
     request: object  # openvino.InferRequest, reused so timing sees inference, not request set-up
     precision: str
+    output: object  # the compiled model's output port of the embedding
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         self.request.infer({0: inputs})
-        return self.request.get_output_tensor(0).data.copy()  # the request reuses its output buffer
+        return self.request.get_tensor(self.output).data.copy()  # the request reuses its output buffer
 
 
-def _openvino(model_path: Path, cfg: RuntimeConfig, threads: int) -> OpenVinoSession:
+def _openvino(model_path: Path, cfg: RuntimeConfig, threads: int, output: str | None) -> OpenVinoSession:
     """Compile the ONNX file on OpenVINO's CPU plugin with the precision set explicitly, then check it took."""
     import openvino as ov
 
@@ -104,23 +113,26 @@ def _openvino(model_path: Path, cfg: RuntimeConfig, threads: int) -> OpenVinoSes
             f"OpenVINO compiled {model_path.name} in {effective}, not the requested runtime.precision={cfg.precision}; "
             "this CPU plugin does not support it, use runtime.precision=f32"
         )
-    return OpenVinoSession(compiled.create_infer_request(), effective)
+    port = compiled.output(0 if output is None else output)
+    return OpenVinoSession(compiled.create_infer_request(), effective, port)
 
 
-def open_session(model_path: Path, cfg: RuntimeConfig = ORT, threads: int = 0) -> Session:
-    """A session of the configured runtime; threads=0 lets the runtime use every core."""
+def open_session(model_path: Path, cfg: RuntimeConfig = ORT, threads: int = 0, output: str | None = None) -> Session:
+    """A session of the configured runtime that returns the named output (the first if None); threads=0 lets the
+    runtime use every core."""
     if cfg.name == "openvino":
-        return _openvino(model_path, cfg, threads)
-    return OrtSession(session(model_path, threads))
+        return _openvino(model_path, cfg, threads, output)
+    return OrtSession(session(model_path, threads), output=output)
 
 
 def embed(
-    model_path: Path, faces: np.ndarray, method: str, batch_size: int = 64, cfg: RuntimeConfig = ORT
+    model_path: Path, faces: np.ndarray, spec: InputSpec, batch_size: int = 64, cfg: RuntimeConfig = ORT
 ) -> np.ndarray:
-    """Embeddings of uint8 NHWC faces on the configured runtime, preprocessed batch by batch to bound memory."""
-    sess = open_session(model_path, cfg)
+    """Embeddings of uint8 NHWC RGB faces on the configured runtime, fed as spec says, batch by batch to bound
+    memory."""
+    sess = open_session(model_path, cfg, output=spec.output)
     out = []
     desc = f"embedding {model_path.name} ({name(cfg)})"
     for start in tqdm(range(0, len(faces), batch_size), desc=desc, unit="batch"):
-        out.append(sess.run(preprocess(faces[start : start + batch_size], method)))
+        out.append(sess.run(preprocess(faces[start : start + batch_size], spec)))
     return np.concatenate(out)

@@ -26,9 +26,10 @@ from facequant.data import (
     split_identities,
 )
 from facequant.evaluate import Verification, cosine_scores, verification_metrics
-from facequant.export import export_onnx, model_identity
+from facequant.export import export_onnx, model_identity, onnx_file
 from facequant.layout import CacheLayout, FaceSetIdentity, ModelIdentity, ScoresIdentity, VariantIdentity
 from facequant.models import ModelInfo, load_model
+from facequant.onnxmodel import InputSpec
 from facequant.paired import embedding_drift, paired_metrics
 from facequant.quantize import build_variant, pre_process, quantizer
 from facequant.schema import Metric
@@ -135,20 +136,26 @@ class Exported:
     info: ModelInfo
     identity: ModelIdentity
     fp32: Path
-    parity: float
-    sample: np.ndarray  # preprocessed faces: the parity inputs and the logged model's example
+    parity: float | None  # None: model=onnx's file is used as it is, nothing was exported
+    sample: np.ndarray  # faces as the model takes them: the parity inputs and the logged model's example
+    spec: InputSpec  # how faces are fed to the model and its variants
 
     def metrics(self) -> dict[Metric, float]:
-        return {Metric.ONNX_PARITY: self.parity}
+        return {} if self.parity is None else {Metric.ONNX_PARITY: self.parity}
 
 
 def export_model(settings: Settings, layout: CacheLayout, data: EvalData) -> Exported:
-    """Load the weights and export FP32 ONNX (cached by weights, network, preprocessing and exporter)."""
+    """The FP32 ONNX model: model=onnx's file as it is, else the weights exported (cached by weights, network,
+    preprocessing and exporter)."""
+    spec = settings.model.input_spec()
+    sample = runtime.preprocess(data.faces(PARITY_FACES).faces, spec)
+    if settings.model.name == "onnx":
+        path, info, identity = onnx_file(settings.model, spec, sample)
+        return Exported(info, identity, path, None, sample, spec)
     net, info = load_model(settings.model)
     identity = model_identity(info)
-    sample = runtime.preprocess(data.faces(PARITY_FACES).faces, info.preprocess)
     fp32 = layout.fp32_model(identity)
-    return Exported(info, identity, fp32, export_onnx(net, info, fp32, sample), sample)
+    return Exported(info, identity, fp32, export_onnx(net, info, fp32, sample), sample, spec)
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,7 @@ def quantize_model(settings: Settings, layout: CacheLayout, data: EvalData, expo
         asdict(identity),
         settings.quant,
         calib,
-        exported.info.preprocess,
+        exported.spec,
         data.calibration_faces,
         tuple(exported.sample[:1].shape),
     )
@@ -211,24 +218,25 @@ class Evaluation:
         }
 
 
-def embed_faces(data: EvalData, model: Path, preprocess: str, engine: RuntimeConfig) -> tuple[np.ndarray, int, bool]:
+def embed_faces(data: EvalData, model: Path, spec: InputSpec, engine: RuntimeConfig) -> tuple[np.ndarray, int, bool]:
     """Embeddings of every evaluated face (rows in names order), the alignment fallbacks, and whether they came
-    from the cache, which keys them by the file's sha256, the runtime with its precision, and the aligned set."""
+    from the cache, which keys them by the file's sha256, how it is fed, the runtime with its precision, and the
+    aligned set."""
     pairs = "all" if data.all_pairs else pairs_digest(data.pairs)
-    identity = ScoresIdentity(sha256_file(model), preprocess, pairs, data.faces_id.key, runtime.name(engine))
+    identity = ScoresIdentity(sha256_file(model), spec.describe(), pairs, data.faces_id.key, runtime.name(engine))
     path = data.layout.scores(identity)
     cached = load_npz(path, ("fallbacks", "embeddings"))
     if cached is not None:
         return cached["embeddings"], int(cached["fallbacks"]), True
     aligned = data.faces()
-    emb = runtime.embed(model, aligned.faces, preprocess, data.settings.eval_batch_size, engine)
+    emb = runtime.embed(model, aligned.faces, spec, data.settings.eval_batch_size, engine)
     save_npz(path, fallbacks=np.array(aligned.fallbacks), embeddings=emb)
     return emb, aligned.fallbacks, False
 
 
-def evaluate_model(data: EvalData, model: Path, preprocess: str, engine: RuntimeConfig = runtime.ORT) -> Evaluation:
+def evaluate_model(data: EvalData, model: Path, spec: InputSpec, engine: RuntimeConfig = runtime.ORT) -> Evaluation:
     """Pair scores and metrics of a model file on a runtime, from its (cached) embeddings."""
-    emb, fallbacks, cached = embed_faces(data, model, preprocess, engine)
+    emb, fallbacks, cached = embed_faces(data, model, spec, engine)
     index = {name: i for i, name in enumerate(data.names)}
     left = np.array([index[p.left] for p in data.pairs])
     right = np.array([index[p.right] for p in data.pairs])
@@ -253,16 +261,16 @@ def compare_with_fp32(data: EvalData, variant: Evaluation, fp32: Evaluation, wor
     return Paired(metrics, drift.cosines, drift.worst)
 
 
-def benchmark_model(settings: Settings, data: EvalData, model: Path, fp32: Path, preprocess: str) -> dict[str, float]:
-    """Paired latency, throughput and speed-up on real preprocessed faces; the reference is the FP32 file on
+def benchmark_model(settings: Settings, data: EvalData, model: Path, fp32: Path, spec: InputSpec) -> dict[str, float]:
+    """Paired latency, throughput and speed-up on real faces fed as spec says; the reference is the FP32 file on
     ONNX Runtime, so every variant on every runtime is measured against one baseline."""
     faces = data.faces(settings.benchmark.throughput_batch).faces
 
     def variant(threads: int) -> Model:
-        return runtime.open_session(model, settings.runtime, threads).run
+        return runtime.open_session(model, settings.runtime, threads, spec.output).run
 
     def reference(threads: int) -> Model:
-        return runtime.open_session(fp32, runtime.ORT, threads).run
+        return runtime.open_session(fp32, runtime.ORT, threads, spec.output).run
 
     paired = None if settings.is_reference else reference
-    return measure(variant, paired, runtime.preprocess(faces, preprocess), settings.benchmark)
+    return measure(variant, paired, runtime.preprocess(faces, spec), settings.benchmark)

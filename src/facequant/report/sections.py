@@ -323,8 +323,9 @@ def technical_lines(runs: Sequence[RunRecord], table: Table) -> list[str]:
         f"- Architecture: {params(runs, Param.MODEL_ARCHITECTURE)} ({params(runs, Param.MODEL_EMBEDDING_SIZE)}-d "
         f"embedding); input: {params(runs, Param.MODEL_INPUT)}; weights: {params(runs, Param.MODEL_SOURCE)} "
         f"(sha256 {_abbrev(params(runs, Param.MODEL_WEIGHTS_SHA256), 16)}).",
-        f"- Input preprocessing: `{params(runs, Param.MODEL_PREPROCESS)}` (fixed = (x-127.5)/128; per_image = "
-        "per-image mean/std, std floored at 1/sqrt(n)); alignment: MTCNN, margin "
+        f"- Input preprocessing: `{params(runs, Param.MODEL_PREPROCESS)}` (fixed = (x-127.5)/128 unless a mean and "
+        "std follow; per_image = per-image mean/std, std floored at 1/sqrt(n); then the layout and channel order when "
+        "not NCHW RGB); alignment: MTCNN, margin "
         f"{params(runs, Param.ALIGN_MARGIN)}, selection `{params(runs, Param.ALIGN_SELECTION)}`.",
         "- Quantization (ONNX Runtime, after `quant_pre_process`):",
         *(f"  - {r.label}: {quantization_detail(r.run)}." for r in table.rows),
