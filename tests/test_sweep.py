@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from helpers import DOCUMENTED_METRICS, job_runs, main, share_aligned
+from helpers import DOCUMENTED_METRICS, job_runs, logged_model, main, share_aligned
 
 
 def test_three_finished_runs_with_every_metric(sweep):
@@ -76,14 +76,7 @@ def test_static_model_is_per_channel_qdq(sweep):
 
     workdir, df = sweep
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-    static = df.iloc[2]
-    model = mlflow.onnx.load_model(
-        mlflow.search_logged_models(
-            filter_string=f"source_run_id = '{static.run_id}'",
-            output_format="list",
-            experiment_ids=[static.experiment_id],
-        )[0].model_uri
-    )
+    model = logged_model(df.iloc[2])
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     inits = {i.name: i for i in model.graph.initializer}

@@ -335,6 +335,12 @@ class Settings:
     cache_dir: Path
     eval_batch_size: int = 64
     parent_run_id: str | None = None  # set by facequant's sweeper for each job of a multirun
+    sensitivity: bool = False  # per-tensor SQNR against FP32; only static QDQ variants measure it
+    sensitivity_faces: int = 200
+
+    def __post_init__(self) -> None:
+        if self.sensitivity_faces < 1:
+            raise ConfigError(f"sensitivity_faces={self.sensitivity_faces} is out of range; it must be >= 1")
 
     @property
     def variant_name(self) -> str:
@@ -354,10 +360,9 @@ class Settings:
 
     def effective(self) -> dict[str, Any]:
         """Every setting that can change a result; jobs with equal effective settings are repeats."""
-        data = self.as_dict()
+        transient = ("mlflow", "eval_batch_size", "sensitivity", "sensitivity_faces")  # sensitivity: diagnostics only
+        data = {key: value for key, value in self.as_dict().items() if key not in transient}
         data["quant"] = self.quant.effective()
-        for transient in ("mlflow", "eval_batch_size"):
-            data.pop(transient)
         data["align"] = self.align.crop_settings()
         if self.dataset.protocol == "pairs":  # keys of the all protocol: pairs runs keep their earlier keys
             for key in ("protocol", "calibration_pool", "identities", "seed"):
@@ -374,6 +379,8 @@ class Settings:
         del data["parent_run_id"]
         if self.calibration is None:
             del data["calibration"]
+        if not self.sensitivity:
+            del data["sensitivity_faces"]
         return data
 
 
@@ -387,7 +394,7 @@ _SECTIONS = {
     "benchmark": BenchmarkConfig,
     "mlflow": MlflowConfig,
 }
-_TOP_LEVEL = {"cache_dir", "eval_batch_size", "parent_run_id"}
+_TOP_LEVEL = {"cache_dir", "eval_batch_size", "parent_run_id", "sensitivity", "sensitivity_faces"}
 
 
 def _choices(hint: Any) -> tuple | None:
@@ -446,11 +453,16 @@ def load_settings(cfg: DictConfig) -> Settings:
     model = _build("model", ModelConfig, values["model"])
     values["align"] = _follow_input_size(values["align"], model)
     sections = {name: model if name == "model" else _build(name, cls, values[name]) for name, cls in _SECTIONS.items()}
-    if sections["quant"].mode != "static":
+    quant = sections["quant"]
+    if quant.mode != "static":
         sections["calibration"] = None  # calibration belongs to static variants only
+    # qdq_loss_debug compares the tensors around QuantizeLinear/DequantizeLinear pairs: static QDQ models only
+    sensitivity = bool(data.get("sensitivity", True)) and quant.mode == "static" and quant.format == "QDQ"
     return Settings(
         **sections,
         cache_dir=Path(str(data["cache_dir"])).expanduser(),
         eval_batch_size=int(data.get("eval_batch_size", 64)),
         parent_run_id=data.get("parent_run_id"),
+        sensitivity=sensitivity,
+        sensitivity_faces=int(data.get("sensitivity_faces", 200)),
     )

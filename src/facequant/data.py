@@ -220,16 +220,39 @@ def split_identities(images: list[str], pool: int, seed: int, identities: int | 
     )
 
 
+def unpaired_images(lfw: LFW) -> list[str]:
+    """The LFW images that no pair of the pairs protocol uses: the default pool of held-out faces."""
+    used = set(pair_images(lfw.pairs))
+    return [image for image in lfw.images if image not in used]
+
+
+def _draw(pool: list[str], count: int, seed: int) -> list[str]:
+    picked = np.random.default_rng(seed).choice(len(pool), size=count, replace=False)
+    return [pool[i] for i in sorted(picked)]
+
+
 def calibration_images(lfw: LFW, num_samples: int, seed: int, pool: list[str] | None = None) -> list[str]:
     """Draw calibration images, with a seed, from the pool: by default the LFW images that no pair of the pairs
     protocol uses."""
-    if pool is None:
-        used = set(pair_images(lfw.pairs))
-        pool = [image for image in lfw.images if image not in used]
+    pool = unpaired_images(lfw) if pool is None else pool
     if num_samples > len(pool):
         raise DatasetError(
             f"calibration.num_samples={num_samples} but only {len(pool)} held-out images are in the calibration "
             f"pool; choose calibration.num_samples<={len(pool)} (or, for protocol=all, raise dataset.calibration_pool)"
         )
-    picked = np.random.default_rng(seed).choice(len(pool), size=num_samples, replace=False)
-    return [pool[i] for i in sorted(picked)]
+    return _draw(pool, num_samples, seed)
+
+
+def held_out_images(
+    lfw: LFW, count: int, seed: int, calibration: list[str], pool: list[str] | None = None
+) -> list[str]:
+    """Draw images the same seeded way from the calibration pool (as calibration_images) minus the calibration
+    images: disjoint from them and from every evaluated image."""
+    taken = set(calibration)
+    rest = [name for name in (unpaired_images(lfw) if pool is None else pool) if name not in taken]
+    if count > len(rest):
+        raise DatasetError(
+            f"sensitivity_faces={count} but only {len(rest)} held-out images are in the calibration pool outside the "
+            f"calibration set; choose sensitivity_faces<={len(rest)}"
+        )
+    return _draw(rest, count, seed)

@@ -31,10 +31,12 @@ from facequant.schema import (
     Param,
     Tag,
 )
+from facequant.sensitivity import artifacts, held_out, measure, sensitivity_metrics, summary
 from facequant.stages import (
     EvalData,
     Evaluation,
     Paired,
+    Quantized,
     benchmark_model,
     compare_with_fp32,
     evaluate_model,
@@ -53,11 +55,13 @@ FAR_NOTE = (
 
 @contextmanager
 def stage(name: str) -> Iterator[None]:
-    """Time a pipeline stage and log its wall time when it ends."""
+    """Time a pipeline stage, and log and print its wall time when it ends."""
     log.info("stage %s", name)
     start = time.perf_counter()
     yield
-    tracking.log_metrics({STAGE_TIME[name]: time.perf_counter() - start})
+    seconds = time.perf_counter() - start
+    tracking.log_metrics({STAGE_TIME[name]: seconds})
+    log.info("stage %s took %.1f s", name, seconds)
 
 
 def scheme(settings: Settings) -> str:
@@ -123,6 +127,19 @@ def _artifacts(out: Path, data: EvalData, evaluation: Evaluation, name: str) -> 
     ]
 
 
+def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec: InputSpec) -> None:
+    """Log every quantized tensor's SQNR against FP32 on held-out faces (sensitivity.csv, its plot, the metrics)."""
+    faces = held_out(data, settings.sensitivity_faces)
+    images = str(data.lfw.images_dir)
+    tracking.log_sensitivity_set(faces.frame(), f"{settings.dataset.name}-sensitivity", faces.faces_id.key, images)
+    table = measure(quantized.source, quantized.path, faces.faces, spec)
+    tracking.log_metrics(sensitivity_metrics(table))
+    with tempfile.TemporaryDirectory(prefix="facequant-sensitivity-") as tmp:
+        title = f"Per-tensor SQNR - {settings.variant_name} ({len(faces.names)} held-out faces)"
+        tracking.log_artifacts(artifacts(table, title, Path(tmp)))
+    log.info("sensitivity on %d held-out faces: %s", len(faces.names), summary(table))
+
+
 def _run(settings: Settings) -> dict[str, float]:
     layout = CacheLayout(settings.cache_dir)
     with stage("align"):
@@ -145,9 +162,14 @@ def _run(settings: Settings) -> dict[str, float]:
         tracking.log_metrics(exported.metrics())
 
     with stage("quantize"):  # before the evaluation faces are loaded, to bound peak memory
-        variant = quantize_model(settings, layout, data, exported).path
+        quantized = quantize_model(settings, layout, data, exported)
+        variant = quantized.path
 
     spec = exported.spec
+    if settings.sensitivity:
+        with stage("sensitivity"):
+            _sensitivity(settings, data, quantized, spec)
+
     with stage("evaluate"):
         evaluation, drops, paired = _evaluate(settings, data, variant, exported.fp32, spec)
         tracking.log_metrics(evaluation.metrics() | drops | (paired.metrics if paired else {}))

@@ -178,3 +178,46 @@ def plot_drift_faces(faces: np.ndarray, names: Sequence[str], cosines: Sequence[
         ax.axis("off")
     fig.suptitle(title)
     return _save(fig, out)
+
+
+def plot_sensitivity(table: pd.DataFrame, worst: pd.DataFrame, title: str, out: Path) -> Path:
+    """SQNR of every quantized activation (against FP32, and of its own quantization) and weight along the FP32
+    graph's order, the worst activations numbered: where along the depth the error enters and grows."""
+    fig, ax = plt.subplots(figsize=(10, 5))
+    acts, weights = table[table.kind == "activation"], table[table.kind == "weight"]
+    ax.plot(acts.position, acts.sqnr_db, ".-", lw=0.8, label="activation vs FP32 (error accumulated)")
+    ax.plot(acts.position, acts.local_sqnr_db, "o", ms=3, mfc="none", alpha=0.7, label="activation, its own QDQ")
+    ax.plot(weights.position, weights.sqnr_db, "x", ms=4, alpha=0.6, label="weight (dequantized vs FP32)")
+    ax.plot(worst.position, worst.sqnr_db, "o", ms=9, mfc="none", color="red", label="worst activations")
+    for rank, row in enumerate(worst.itertuples(), start=1):
+        ax.annotate(
+            str(rank),
+            (row.position, row.sqnr_db),
+            color="red",
+            fontsize=8,
+            xytext=(0, -14),
+            textcoords="offset points",
+            ha="center",
+        )
+    names = "\n".join(
+        f"{rank}. {row.node or row.tensor} ({row.sqnr_db:.1f} dB)"
+        for rank, row in enumerate(worst.itertuples(), start=1)
+    )
+    ax.text(
+        0.99,
+        0.02,
+        names,
+        transform=ax.transAxes,
+        fontsize=7,
+        ha="right",
+        va="bottom",
+        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+    )
+    shown = np.concatenate([acts.sqnr_db, acts.local_sqnr_db, weights.sqnr_db])
+    ax.set_ylim(0, 1.2 * float(np.percentile(shown, 95)))  # lossless requantizations (~300 dB) stay off the scale
+    ax.set_xlabel("position in the FP32 graph (node index, topological order)")
+    ax.set_ylabel("SQNR (dB, higher is better)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right", ncols=2)
+    ax.set_title(title)
+    return _save(fig, out)

@@ -80,6 +80,7 @@ class Param(StrEnum):
     MODEL_EMBEDDING_SIZE = "model_info.embedding_size"
     MODEL_PREPROCESS = "model_info.preprocess"
     MODEL_WEIGHTS_SHA256 = "model_info.weights_sha256"
+    SENSITIVITY_FACES = "sensitivity_faces"  # held-out faces of the per-tensor sensitivity, when it was measured
 
 
 class Metric(StrEnum):
@@ -147,6 +148,12 @@ class Metric(StrEnum):
     EMBEDDING_COSINE_P01 = "embedding_cosine_p01"
     EMBEDDING_COSINE_MIN = "embedding_cosine_min"
     COMPRESSION_RATIO = "compression_ratio"
+    # Per-tensor sensitivity of a static QDQ variant on held-out faces (facequant.sensitivity): SQNR in dB of the
+    # quantized activations against FP32's, and of the dequantized weights against the FP32 weights.
+    SQNR_MIN_DB = "sqnr_min_db"
+    SQNR_MEDIAN_DB = "sqnr_median_db"
+    LOCAL_SQNR_MIN_DB = "local_sqnr_min_db"  # an activation's own quantization alone, before vs after its QDQ
+    WEIGHT_SQNR_MIN_DB = "weight_sqnr_min_db"
     ONNX_PARITY = "onnx_parity_max_abs_diff"
     N_PAIRS = "n_pairs"
     N_IMAGES = "n_images"
@@ -156,6 +163,7 @@ class Metric(StrEnum):
     TIME_ALIGN = "time_align_s"
     TIME_EXPORT = "time_export_s"
     TIME_QUANTIZE = "time_quantize_s"
+    TIME_SENSITIVITY = "time_sensitivity_s"
     TIME_EVALUATE = "time_evaluate_s"
     TIME_BENCHMARK = "time_benchmark_s"
     TIME_LOG_ARTIFACTS = "time_log_artifacts_s"
@@ -207,6 +215,7 @@ STAGE_TIME = {
     "align": Metric.TIME_ALIGN,
     "export": Metric.TIME_EXPORT,
     "quantize": Metric.TIME_QUANTIZE,
+    "sensitivity": Metric.TIME_SENSITIVITY,
     "evaluate": Metric.TIME_EVALUATE,
     "benchmark": Metric.TIME_BENCHMARK,
     "log_artifacts": Metric.TIME_LOG_ARTIFACTS,
@@ -222,9 +231,16 @@ DRIFT_PNG = "drift_faces.png"  # the 16 most-drifted faces
 GENUINE_CSV = "genuine_scores.csv"  # protocol=all: every genuine pair's images and score
 IMPOSTOR_HISTOGRAM_CSV = "impostor_histogram.csv"  # protocol=all: impostor counts per score bin of 1e-4
 ROC_CSV = "roc.csv"  # protocol=all: FAR and TAR at every bin edge
+SENSITIVITY_CSV = "sensitivity.csv"  # one row per quantized tensor, columns SENSITIVITY_COLUMNS
+SENSITIVITY_PNG = "sensitivity.png"  # SQNR along the network's depth
+# kind (activation, weight or bias), the node producing (activation) or reading (weight) the tensor, its op type,
+# the tensor, its SQNR in dB against FP32 (the error accumulated up to it) and local (its own quantization alone,
+# before vs after QDQ), and the node's position in the FP32 graph's topological order (1-based; 0: the model input).
+SENSITIVITY_COLUMNS = ("kind", "node", "op_type", "tensor", "sqnr_db", "local_sqnr_db", "position")
 MODEL_ARTIFACT = "model"
 EVALUATION_CONTEXT = "evaluation"
 CALIBRATION_CONTEXT = "calibration"
+SENSITIVITY_CONTEXT = "sensitivity"
 REPORT_DIR = "report"
 
 

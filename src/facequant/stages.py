@@ -53,6 +53,7 @@ class EvalData:
     settings: Settings
     layout: CacheLayout
     computed: int
+    pool: list[str] | None = None  # the held-out images calibration is drawn from; None: those no pair uses
 
     @property
     def all_pairs(self) -> bool:
@@ -128,7 +129,7 @@ def prepare_data(settings: Settings, layout: CacheLayout) -> EvalData:
     calib_names = calibration_images(lfw, calib.num_samples, calib.seed, pool) if calib else []
     calib_id = face_set(lfw.images_dir, calib_names, settings.align) if calib else None
     computed = ensure_aligned(lfw.images_dir, names, faces_id, settings.align, layout)
-    return EvalData(lfw, pairs, names, faces_id, calib_names, calib_id, settings, layout, computed)
+    return EvalData(lfw, pairs, names, faces_id, calib_names, calib_id, settings, layout, computed, pool)
 
 
 @dataclass(frozen=True)
@@ -162,12 +163,13 @@ def export_model(settings: Settings, layout: CacheLayout, data: EvalData) -> Exp
 class Quantized:
     path: Path
     built: bool
+    source: Path  # the FP32 model it was quantized from: its tensor names are the variant's
 
 
 def quantize_model(settings: Settings, layout: CacheLayout, data: EvalData, exported: Exported) -> Quantized:
     """The variant's ONNX file, built unless a verified copy of the same identity is cached."""
     if settings.quant.mode == "fp32":
-        return Quantized(exported.fp32, built=False)
+        return Quantized(exported.fp32, built=False, source=exported.fp32)
     calib = settings.calibration
     identity = VariantIdentity(
         model=exported.identity.key,
@@ -189,7 +191,7 @@ def quantize_model(settings: Settings, layout: CacheLayout, data: EvalData, expo
         data.calibration_faces,
         tuple(exported.sample[:1].shape),
     )
-    return Quantized(target, built)
+    return Quantized(target, built, pre)
 
 
 @dataclass(frozen=True)

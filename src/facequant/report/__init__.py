@@ -22,7 +22,7 @@ from facequant.report.document import build_report
 from facequant.report.rule import DROP_INTERVAL, Rule
 from facequant.report.sections import confidence, row_speedup, threads_phrase
 from facequant.report.table import Drop, Row, groups, variant_table
-from facequant.schema import ROC_CSV, SCORES_CSV, Metric, RunRecord, Tag
+from facequant.schema import ROC_CSV, SCORES_CSV, SENSITIVITY_CSV, Metric, RunRecord, Tag
 
 __all__ = ["Comparison", "Rule", "compare", "register_recommended"]
 
@@ -85,15 +85,20 @@ def compare(
     """Select the runs (a sweep's children by default), build the report from them and log it."""
     runs, sweep = tracking.select_runs(cfg, sweep, filter_string)
     out = out or Path("reports") / (sweep or "comparison-" + time.strftime("%Y%m%d-%H%M%S"))
-    curves = {}
+    curves, tensors = {}, {}
     with tempfile.TemporaryDirectory(prefix="facequant-scores-") as tmp:
         for run in [run for run in runs if run.finished]:
             artifact = ROC_CSV if run.protocol == "all" else SCORES_CSV  # 81M scores are not kept under all
             path = tracking.download_artifact(run.run_id, artifact, Path(tmp) / run.run_id)
             if path is not None:
                 curves[run.run_id] = pd.read_csv(path)
+            if math.isnan(run.metric(Metric.SQNR_MIN_DB)):
+                continue  # measured no sensitivity
+            path = tracking.download_artifact(run.run_id, SENSITIVITY_CSV, Path(tmp) / run.run_id)
+            if path is not None:  # an empty node is the model input, not a missing value
+                tensors[run.run_id] = pd.read_csv(path, keep_default_na=False)
     title = f"FaceNet INT8 quantization report: sweep {sweep}" if sweep else "FaceNet INT8 quantization report"
-    files = build_report(runs, curves, rule, out, title)
+    files = build_report(runs, curves, rule, out, title, tensors)
     tracking.log_report(files, sweep, runs[0].experiment_id)
     best, why = recommend(runs, rule)
     return Comparison(files[-1], sweep, runs[0].experiment_id, best, why)

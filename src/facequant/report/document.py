@@ -22,6 +22,7 @@ from facequant.report.sections import (
     tags,
     technical_lines,
 )
+from facequant.report.sensitivity import sensitivity_lines
 from facequant.report.table import Drop, Row, Table, groups, variant_table
 from facequant.schema import Metric, Param, RunRecord, Tag
 
@@ -61,9 +62,15 @@ def _speed_err(row: Row) -> tuple[float, float]:
 
 
 def group_section(
-    runs: Sequence[RunRecord], curves: Mapping[str, pd.DataFrame], rule: Rule, out: Path, prefix: str
+    runs: Sequence[RunRecord],
+    curves: Mapping[str, pd.DataFrame],
+    rule: Rule,
+    out: Path,
+    prefix: str,
+    tensors: Mapping[str, pd.DataFrame],
 ) -> tuple[list[str], list[Path]]:
-    """Summary, table, distributions, flips, drift, recommendation, plots and details of one group; lines and PNGs."""
+    """Summary, table, distributions, flips, drift, sensitivity, recommendation, plots and details of one group;
+    lines and PNGs."""
     table = variant_table(runs)
     rows = table.rows
     plots = [
@@ -99,6 +106,7 @@ def group_section(
     lines += ["### Similarity distributions", "", *distribution_lines(table), ""]
     lines += ["### Decision flips", "", *flips_lines(table), ""]
     lines += ["### Embedding drift", "", *drift_lines(table), ""]
+    lines += ["### Per-tensor sensitivity", "", *sensitivity_lines(table, tensors), ""]
     lines += ["### Recommendations", "", *recommendation_lines(table, rule), ""]
     lines += ["### Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     lines += ["### Technical details", "", *technical_lines(runs, table), ""]
@@ -112,9 +120,15 @@ def _protocol(runs: Sequence[RunRecord]) -> str:
 
 
 def build_report(
-    runs: Sequence[RunRecord], curves: Mapping[str, pd.DataFrame], rule: Rule, out: Path, title: str
+    runs: Sequence[RunRecord],
+    curves: Mapping[str, pd.DataFrame],
+    rule: Rule,
+    out: Path,
+    title: str,
+    tensors: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
-    """Write out/report.md and its PNGs from the selected runs (curves: run id -> scores.csv rows).
+    """Write out/report.md and its PNGs from the selected runs (curves: run id -> scores.csv rows; tensors: run id
+    -> sensitivity.csv rows, for the runs that logged one).
 
     Returns the files written, report.md last, so that exactly these are logged.
     """
@@ -151,7 +165,7 @@ def build_report(
             f"{tags(group, Tag.DATASET_FINGERPRINT)})",
             "",
         ]
-        section, plots = group_section(group, curves, rule, out, f"g{i}_" if len(split) > 1 else "")
+        section, plots = group_section(group, curves, rule, out, f"g{i}_" if len(split) > 1 else "", tensors or {})
         lines += section
         files += plots
     path = out / REPORT_MD

@@ -26,10 +26,11 @@ from mlflow.models import infer_signature
 
 from facequant.config import MlflowConfig
 from facequant.schema import MODEL_ARTIFACT, REPORT_DIR, Param, RunRecord, Tag
-from facequant.tracking.inputs import log_calibration_set, log_evaluation_set
+from facequant.tracking.inputs import log_calibration_set, log_evaluation_set, log_sensitivity_set
 from facequant.tracking.registry import RegistryError, register
 
-__all__ = ["log_calibration_set", "log_evaluation_set", "register", "RegistryError"]  # re-exported submodule API
+# re-exported submodule API
+__all__ = ["log_calibration_set", "log_evaluation_set", "log_sensitivity_set", "register", "RegistryError"]
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import pandas as pd
 
-from facequant.schema import CALIBRATION_CONTEXT, EVALUATION_CONTEXT
+from facequant.schema import CALIBRATION_CONTEXT, EVALUATION_CONTEXT, SENSITIVITY_CONTEXT
 
 
 def log_evaluation_set(pairs: pd.DataFrame, name: str, digest: str, source: str) -> None:
@@ -18,6 +18,13 @@ def log_evaluation_set(pairs: pd.DataFrame, name: str, digest: str, source: str)
 
 def log_calibration_set(images: pd.DataFrame, name: str, digest: str, source: str) -> None:
     """The held-out images a static variant was calibrated on; the digest covers their content and crop."""
-    mlflow.log_input(
-        mlflow.data.from_pandas(images, source=source, name=name, digest=digest), context=CALIBRATION_CONTEXT
-    )
+    _log_images(images, name, digest, source, CALIBRATION_CONTEXT)
+
+
+def log_sensitivity_set(images: pd.DataFrame, name: str, digest: str, source: str) -> None:
+    """The held-out images per-tensor sensitivity was measured on, disjoint from calibration and evaluation."""
+    _log_images(images, name, digest, source, SENSITIVITY_CONTEXT)
+
+
+def _log_images(images: pd.DataFrame, name: str, digest: str, source: str, context: str) -> None:
+    mlflow.log_input(mlflow.data.from_pandas(images, source=source, name=name, digest=digest), context=context)
