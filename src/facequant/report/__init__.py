@@ -29,13 +29,15 @@ __all__ = ["Comparison", "Rule", "compare", "register_recommended"]
 
 @dataclass(frozen=True)
 class Comparison:
-    """What compare produced: the report, the selection's sweep and experiment, and the recommended run if any."""
+    """What compare produced: the report, the selection's sweep, experiment and runs, and the recommended run if
+    any."""
 
     report: Path
     sweep: str | None
     experiment_id: str
     recommended: Row | None
     why_none: str
+    runs: tuple[RunRecord, ...]
 
 
 def recommend(runs: list[RunRecord], rule: Rule) -> tuple[Row | None, str]:
@@ -101,7 +103,7 @@ def compare(
     files = build_report(runs, curves, rule, out, title, tensors)
     tracking.log_report(files, sweep, runs[0].experiment_id)
     best, why = recommend(runs, rule)
-    return Comparison(files[-1], sweep, runs[0].experiment_id, best, why)
+    return Comparison(files[-1], sweep, runs[0].experiment_id, best, why, tuple(runs))
 
 
 def register_recommended(result: Comparison, name: str, alias: str, rule: Rule) -> str:
