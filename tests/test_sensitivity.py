@@ -21,9 +21,10 @@ from onnxruntime.quantization.qdq_loss_debug import (
     modify_model_output_intermediate_tensors,
 )
 
+from facequant.config import CalibrationConfig, QuantConfig
 from facequant.data import DatasetError, calibration_images, held_out_images, pair_images
 from facequant.onnxmodel import InputSpec
-from facequant.quantize import FaceReader
+from facequant.quantize import FaceReader, QuantizationError, build_variant
 from facequant.report.sensitivity import sensitivity_lines
 from facequant.report.table import variant_table
 from facequant.schema import SENSITIVITY_COLUMNS, Metric, Param
@@ -264,3 +265,29 @@ def test_a_static_job_logs_one_row_per_quantized_tensor_of_its_model(sweep):
         assert run["params.sensitivity_faces"] == "24"
         inputs = mlflow.get_run(run.run_id).inputs.dataset_inputs
         assert "lfw-sensitivity" in {i.dataset.name for i in inputs}
+
+
+def test_nodes_named_in_nodes_to_exclude_stay_float_and_unknown_names_fail(models, tmp_path):
+    fp32, _, faces = models
+    calibration = CalibrationConfig(num_samples=10, batch_size=4)
+
+    def build(*nodes: str):
+        quant = QuantConfig("static", per_channel=True, nodes_to_exclude=nodes)
+        target = tmp_path / f"excl-{len(nodes)}.onnx"
+        build_variant(fp32, target, {"nodes": nodes}, quant, calibration, SPEC, lambda: faces, (1, 3, 8, 8))
+        return target
+
+    kept = onnx.load(str(build("b")))
+    inputs = {node.name: list(node.input) for node in kept.graph.node}
+    assert inputs["b"][1:] == ["b.w", "b.b"] and inputs["a"][1] == "a.w_DequantizeLinear_Output"
+    tensors = measure(fp32, tmp_path / "excl-1.onnx", faces, SPEC)
+    assert {"a.w", "c.w"} <= set(tensors.tensor) and "b.w" not in set(tensors.tensor)
+    with pytest.raises(QuantizationError, match=r"names 1 node\(s\) the model does not have: nope\. Use the names"):
+        build("b", "nope")
+
+
+def test_an_exclusion_list_names_the_variant_by_its_length_and_changes_its_key_only_when_set():
+    plain = settings("quant=static")
+    excluded = settings("quant=static", "quant.nodes_to_exclude=[/a/Conv,/b/Conv]")
+    assert excluded.variant_name == "int8_static_qdq_minmax_500_excl2" and excluded.variant_key != plain.variant_key
+    assert "nodes_to_exclude" not in plain.quant.effective()  # the keys of earlier runs and cached models hold

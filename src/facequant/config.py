@@ -161,8 +161,16 @@ class AlignConfig:
 # The keys each mode reads; the others do not change its model, its identity or its name.
 _QUANT_KEYS = {
     "fp32": (),
-    "dynamic": ("weight_type", "op_types", "per_channel", "reduce_range"),
-    "static": ("format", "activation_type", "weight_type", "per_channel", "reduce_range", "op_types"),
+    "dynamic": ("weight_type", "op_types", "per_channel", "reduce_range", "nodes_to_exclude"),
+    "static": (
+        "format",
+        "activation_type",
+        "weight_type",
+        "per_channel",
+        "reduce_range",
+        "op_types",
+        "nodes_to_exclude",
+    ),
 }
 
 
@@ -177,6 +185,7 @@ class QuantConfig:
     reduce_range: bool = False
     op_types: tuple[str, ...] | None = None
     format: QFormat = "QDQ"
+    nodes_to_exclude: tuple[str, ...] = ()  # node names kept in float, e.g. from sensitivity.csv's `node` column
 
     def __post_init__(self) -> None:
         if self.mode == "static" and self.activation_type == "QInt8" and self.weight_type == "QUInt8":
@@ -188,8 +197,9 @@ class QuantConfig:
             raise ConfigError("quant=dynamic needs quant.op_types, e.g. [MatMul,Gemm]")
 
     def effective(self) -> dict[str, Any]:
-        """The settings this mode uses."""
-        return {"mode": self.mode} | {k: getattr(self, k) for k in _QUANT_KEYS[self.mode]}
+        """The settings this mode uses; nodes_to_exclude only when set, so the keys of earlier variants still hold."""
+        keys = [k for k in _QUANT_KEYS[self.mode] if k != "nodes_to_exclude" or self.nodes_to_exclude]
+        return {"mode": self.mode} | {k: getattr(self, k) for k in keys}
 
     @property
     def variant(self) -> str:
@@ -344,13 +354,17 @@ class Settings:
 
     @property
     def variant_name(self) -> str:
-        """Mode, calibration method and sample count, then every non-default setting, e.g. [per_channel=false]."""
+        """Mode, calibration method and sample count, _excl<N> when N nodes stay in float, then every non-default
+        setting, e.g. [per_channel=false]."""
         name = self.quant.variant
-        extra = _suffix(self.quant.effective(), QUANT_DEFAULTS[self.quant.mode].effective())
+        quant = self.quant.effective()
+        excluded = quant.pop("nodes_to_exclude", ())  # named by count: the list is in the params and the key
+        extra = _suffix(quant, QUANT_DEFAULTS[self.quant.mode].effective())
         if self.calibration is not None:
             name += f"_{self.calibration.method}_{self.calibration.num_samples}"
             default = CalibrationConfig(self.calibration.method, self.calibration.num_samples)
             extra += _suffix(asdict(self.calibration), asdict(default))
+        name += f"_excl{len(excluded)}" if excluded else ""
         return name + (f"[{','.join(extra)}]" if extra else "") + self.runtime.suffix
 
     @property

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -142,6 +143,20 @@ def build_variant(
     return True
 
 
+def check_nodes(pre: Path, names: tuple[str, ...]) -> None:
+    """Fail naming the unknown ones: ONNX Runtime silently quantizes a node whose name it does not find."""
+    if not names:
+        return
+    known = {node.name for node in onnx.load(str(pre), load_external_data=False).graph.node}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise QuantizationError(
+            f"quant.nodes_to_exclude names {len(unknown)} node(s) the model does not have: {', '.join(unknown[:5])}. "
+            "Use the names of the pre-processed FP32 graph, as in the `node` column of a static variant's "
+            "sensitivity.csv"
+        )
+
+
 def _quantize(
     pre: Path,
     tmp: Path,
@@ -150,6 +165,7 @@ def _quantize(
     spec: InputSpec,
     calibration_faces: Callable[[], np.ndarray],
 ) -> None:
+    check_nodes(pre, quant.nodes_to_exclude)
     try:
         if quant.mode == "dynamic":
             quantize_dynamic(
@@ -159,6 +175,7 @@ def _quantize(
                 per_channel=quant.per_channel,
                 reduce_range=quant.reduce_range,
                 weight_type=QuantType[quant.weight_type],
+                nodes_to_exclude=list(quant.nodes_to_exclude),
             )
         else:
             assert calib is not None, "static quantization needs calibration settings"
@@ -178,6 +195,7 @@ def _quantize(
                     activation_type=QuantType[quant.activation_type],
                     weight_type=QuantType[quant.weight_type],
                     calibrate_method=METHODS[calib.method],
+                    nodes_to_exclude=list(quant.nodes_to_exclude),
                 )
     except (ValueError, RuntimeError, TypeError) as exc:
         raise QuantizationError(f"ONNX Runtime could not build {quant.variant} with {asdict(quant)}: {exc}") from exc
