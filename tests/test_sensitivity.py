@@ -22,7 +22,14 @@ from onnxruntime.quantization.qdq_loss_debug import (
 )
 
 from facequant.config import CalibrationConfig, QuantConfig
-from facequant.data import DatasetError, calibration_images, held_out_images, pair_images
+from facequant.data import (
+    DatasetError,
+    calibration_images,
+    held_out_images,
+    identity_of,
+    pair_images,
+    split_identities,
+)
 from facequant.onnxmodel import InputSpec
 from facequant.quantize import FaceReader, QuantizationError, build_variant
 from facequant.report.sensitivity import sensitivity_lines
@@ -195,6 +202,8 @@ def test_uint8_weights_read_their_true_error(models, tmp_path):
         (["quant=static", "quant.format=QOperator"], False),
         (["quant=fp32"], False),
         (["quant=dynamic", "sensitivity=true"], False),
+        (["quant=static", "dataset.protocol=all"], False),  # the 500-image calibration pool is all calibration
+        (["quant=static", "dataset.protocol=all", "dataset.calibration_pool=700"], True),
     ],
 )
 def test_sensitivity_is_on_by_default_for_static_qdq_variants_only(overrides, on):
@@ -235,8 +244,14 @@ def test_held_out_faces_are_disjoint_from_calibration_and_every_pair(lfw):
     assert len(set(held_out)) == 300 and held_out == held_out_images(lfw, 300, 0, calibration)
     assert not set(held_out) & set(calibration) and not set(held_out) & set(pair_images(lfw.pairs))
     assert held_out != held_out_images(lfw, 300, 1, calibration)  # the seed draws them
-    with pytest.raises(DatasetError, match=r"sensitivity_faces=5100 but only 5032 LFW images"):
+    with pytest.raises(DatasetError, match=r"sensitivity_faces=5100 but only 5032 held-out images"):
         held_out_images(lfw, 5100, 0, calibration)
+    # protocol=all: from the reserved calibration identities, so no evaluated identity is among them
+    split = split_identities(lfw.images, 700, seed=0)
+    calibration = calibration_images(lfw, 500, 0, split.calibration)
+    held_out = held_out_images(lfw, 200, 0, calibration, split.calibration)
+    assert set(held_out) <= set(split.calibration) and not set(held_out) & set(calibration)
+    assert not {identity_of(i) for i in held_out} & {identity_of(i) for i in split.evaluation}
 
 
 def test_a_static_job_logs_one_row_per_quantized_tensor_of_its_model(sweep):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import types
 import typing
@@ -14,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from facequant.cache import key_of
 from facequant.cpu import BF16_FLAGS, cpu, has_bf16
 from facequant.onnxmodel import FIXED_MEAN, FIXED_STD, INPUT, ChannelOrder, InputSpec, Layout, resolve
+
+log = logging.getLogger(__name__)
 
 # conf/benchmark/default.yaml times on 1 thread and on every core: threads: [1, "${cpu_count:}"].
 OmegaConf.register_new_resolver("cpu_count", lambda: os.cpu_count() or 1, replace=True)
@@ -472,11 +475,23 @@ def load_settings(cfg: DictConfig) -> Settings:
         sections["calibration"] = None  # calibration belongs to static variants only
     # qdq_loss_debug compares the tensors around QuantizeLinear/DequantizeLinear pairs: static QDQ models only
     sensitivity = bool(data.get("sensitivity", True)) and quant.mode == "static" and quant.format == "QDQ"
+    faces = int(data.get("sensitivity_faces", 200))
+    dataset, calibration = sections["dataset"], sections["calibration"]
+    if sensitivity and dataset.protocol == "all" and dataset.calibration_pool - calibration.num_samples < faces:
+        log.warning(
+            "no per-tensor sensitivity: it needs sensitivity_faces=%d held-out faces outside calibration, and "
+            "dataset.calibration_pool=%d leaves %d beside calibration.num_samples=%d; raise the pool to measure it",
+            faces,
+            dataset.calibration_pool,
+            dataset.calibration_pool - calibration.num_samples,
+            calibration.num_samples,
+        )
+        sensitivity = False
     return Settings(
         **sections,
         cache_dir=Path(str(data["cache_dir"])).expanduser(),
         eval_batch_size=int(data.get("eval_batch_size", 64)),
         parent_run_id=data.get("parent_run_id"),
         sensitivity=sensitivity,
-        sensitivity_faces=int(data.get("sensitivity_faces", 200)),
+        sensitivity_faces=faces,
     )
