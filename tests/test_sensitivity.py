@@ -32,6 +32,8 @@ from facequant.data import (
 )
 from facequant.onnxmodel import InputSpec
 from facequant.quantize import FaceReader, QuantizationError, build_variant
+from facequant.report import Rule
+from facequant.report.document import build_report
 from facequant.report.sensitivity import sensitivity_lines
 from facequant.report.table import variant_table
 from facequant.schema import SENSITIVITY_COLUMNS, Metric, Param
@@ -236,6 +238,16 @@ def test_report_names_the_five_worst_tensors_of_each_measured_variant():
     assert "own quantization: `t7` (33.0 dB), `t6` (34.0 dB)" in text
     none = sensitivity_lines(variant_table([reference, dynamic]), {})
     assert none == ["No variant measured its per-tensor sensitivity (static QDQ variants do, with `sensitivity=true`)."]
+
+
+def test_the_report_file_has_the_sensitivity_section_after_the_recommendations(tmp_path):
+    tensors = pd.DataFrame([("activation", "n", "Relu", "t", 21.0, 30.0, 5)], columns=list(SENSITIVITY_COLUMNS))
+    logged = {Metric.SQNR_MIN_DB: 21.0, Metric.SQNR_MEDIAN_DB: 21.0, Metric.LOCAL_SQNR_MIN_DB: 30.0}
+    measured = static("minmax", 500, 0.992, 1.7, logged=logged, start=1)
+    build_report([fp32_run(), measured], {}, Rule(), tmp_path, "title", {measured.run_id: tensors})
+    heads = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("### ")]
+    assert heads.index("### Per-tensor sensitivity") == heads.index("### Recommendations") + 1
+    assert "| 1 | `t` | `n` (Relu) | 5 | 21.0 | 30.0 |" in (tmp_path / "report.md").read_text()
 
 
 def test_held_out_faces_are_disjoint_from_calibration_and_every_pair(lfw):

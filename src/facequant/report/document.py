@@ -69,7 +69,7 @@ def group_section(
     prefix: str,
     tensors: Mapping[str, pd.DataFrame],
 ) -> tuple[list[str], list[Path]]:
-    """Summary, table, distributions, flips, drift, sensitivity, recommendation, plots and details of one group;
+    """Summary, table, distributions, flips, drift, recommendation, sensitivity, plots and details of one group;
     lines and PNGs."""
     table = variant_table(runs)
     rows = table.rows
@@ -106,8 +106,8 @@ def group_section(
     lines += ["### Similarity distributions", "", *distribution_lines(table), ""]
     lines += ["### Decision flips", "", *flips_lines(table), ""]
     lines += ["### Embedding drift", "", *drift_lines(table), ""]
-    lines += ["### Per-tensor sensitivity", "", *sensitivity_lines(table, tensors), ""]
     lines += ["### Recommendations", "", *recommendation_lines(table, rule), ""]
+    lines += ["### Per-tensor sensitivity", "", *sensitivity_lines(table, tensors), ""]
     lines += ["### Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     lines += ["### Technical details", "", *technical_lines(runs, table), ""]
     return lines, plots
