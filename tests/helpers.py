@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 
 from facequant.schema import Metric, Tag
+from facequant.tracking import log_calibration_set, log_evaluation_set
 
 REPO = Path(__file__).resolve().parents[1]
 LFW_ROOT = Path(os.environ.get("FACEQUANT_LFW", REPO.parent / "shared" / "data" / "lfw")).resolve()
@@ -137,3 +139,16 @@ def paired(accuracy_drop: float, tar_drop: float, ci: float) -> dict[str, float]
         Metric.EMBEDDING_COSINE_P01: 0.9902,
         Metric.EMBEDDING_COSINE_MIN: 0.9514,
     }
+
+
+EVALUATION_DIGEST = "ea42330c62c92989-13233-f1"
+CALIBRATION_DIGEST = "f06e7523fc37d833"
+
+
+def log_data_sets(static: bool) -> None:
+    """Log two pairs as the active job run's evaluation set and, for a static variant, a face as its calibration set."""
+    pairs = pd.DataFrame({"fold": [1, 1], "label": [1, 0], "left": ["a/1.jpg", "b/1.jpg"], "right": ["a/2.jpg", "c/1"]})
+    log_evaluation_set(pairs, "lfw-pairs", EVALUATION_DIGEST, "/lfw/pairs.txt")
+    if static:
+        faces = pd.DataFrame({"image": ["d/1.jpg"], "sha256": ["00"]})
+        log_calibration_set(faces, "lfw-calibration", CALIBRATION_DIGEST, "/lfw/images")

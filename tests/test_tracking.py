@@ -8,7 +8,7 @@ from facequant.config import MlflowConfig, load_settings
 from facequant.schema import Param, Tag
 from facequant.sweep import parent_override
 from facequant.tracking import flatten, job_run, log_metrics, log_params, sweep_run
-from helpers import REPO
+from helpers import CALIBRATION_DIGEST, EVALUATION_DIGEST, REPO, log_data_sets
 
 
 @pytest.fixture
@@ -80,6 +80,19 @@ def test_sweep_parent_ends_with_the_reason_when_the_sweep_raises(cfg, error, sta
         raise error
     run = mlflow.MlflowClient().get_run(parent)
     assert run.info.status == status and run.data.tags[Tag.ERROR].startswith(type(error).__name__)
+
+
+def test_sweep_parent_carries_each_data_set_of_its_children_once(cfg):
+    with sweep_run(cfg, "quant=fp32,static,static", "multirun/x", jobs=3, dropped=0) as parent:
+        for name in ("fp32", "int8_static_minmax", "int8_static_entropy"):  # the static two share their faces
+            with job_run(cfg, name, {}, parent):
+                log_data_sets(static=name != "fp32")
+    inputs = mlflow.MlflowClient().get_run(parent).inputs.dataset_inputs
+    logged = sorted((i.dataset.name, i.dataset.digest, *(t.value for t in i.tags)) for i in inputs)
+    assert logged == [
+        ("lfw-calibration", CALIBRATION_DIGEST, "calibration"),
+        ("lfw-pairs", EVALUATION_DIGEST, "evaluation"),
+    ]
 
 
 def test_a_numeric_run_id_reaches_the_job_as_a_string():

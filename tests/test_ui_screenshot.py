@@ -10,13 +10,15 @@ import subprocess
 import sys
 
 import pytest
-from mlflow import MlflowClient
 from PIL import Image
 
-from facequant.schema import Metric, Tag
-from helpers import REPO
+from facequant.config import MlflowConfig
+from facequant.schema import Metric
+from facequant.tracking import job_run, log_metrics, sweep_run
+from helpers import REPO, log_data_sets
 
 SCRIPT = REPO / "scripts" / "ui_screenshot.py"
+COMPARED = (Metric.ACCURACY, Metric.ACCURACY_DROP, Metric.SPEEDUP, Metric.SIZE_MIB)
 
 
 def load_script():
@@ -28,24 +30,22 @@ def load_script():
 
 
 def sweep_store(uri: str) -> None:
-    """One sweep as facequant logs it: a parent tagged as the sweep, two child variants with the compared metrics."""
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("facequant", tags={"mlflow.experimentKind": "custom_model_development"})
-    parent = client.create_run(experiment, tags={Tag.SWEEP: "true"}, run_name="sweep 2026-01-01 00:00:00")
+    """One sweep logged as facequant logs it: a parent with two child variants, their compared metrics, and their
+    evaluation and calibration sets as dataset inputs."""
+    cfg = MlflowConfig(tracking_uri=uri, experiment="facequant")
     variants = {"fp32": (0.9927, 0.0, 1.0, 86.98), "int8_static_qdq_minmax_500": (0.9923, 0.0004, 1.77, 22.57)}
-    for name, (accuracy, drop, speedup, size) in variants.items():
-        child = client.create_run(experiment, tags={Tag.PARENT: parent.info.run_id}, run_name=name)
-        for key, value in {Metric.ACCURACY: accuracy, Metric.ACCURACY_DROP: drop, Metric.SPEEDUP: speedup}.items():
-            client.log_metric(child.info.run_id, key, value)
-        client.log_metric(child.info.run_id, Metric.SIZE_MIB, size)
-        client.set_terminated(child.info.run_id)
-    client.set_terminated(parent.info.run_id)
+    with sweep_run(cfg, "quant=fp32,static", "multirun/x", jobs=len(variants), dropped=0) as parent:
+        for name, values in variants.items():
+            with job_run(cfg, name, {}, parent):
+                log_metrics(dict(zip(COMPARED, values, strict=True)))
+                log_data_sets(static=name != "fp32")
 
 
-def test_screenshot_shows_the_expanded_sweep(tmp_path):
+def test_screenshot_shows_the_expanded_sweep_and_its_data_sets(tmp_path, monkeypatch):
     script = load_script()
     if script.find_chromium() is None:
         pytest.skip(f"no system Chromium ({', '.join(script.CHROMIUM_NAMES)}): apt-get install chromium")
+    monkeypatch.chdir(tmp_path)  # any artifacts go to ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep_store(uri)
     out = tmp_path / "runs.png"
@@ -56,7 +56,8 @@ def test_screenshot_shows_the_expanded_sweep(tmp_path):
         timeout=400,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "1 parent runs expanded, 3 rows" in done.stdout  # the parent and both children are on the page
+    # the parent and both children are on the page, each row's Dataset cell filled as its dataset inputs say
+    assert "1 parent runs expanded, 3 rows, Dataset filled in 3," in done.stdout
     assert "metrics accuracy, accuracy_drop, speedup, size_mib" in done.stdout
     assert "tar_far_1e-3" in done.stderr  # asked for by default, not logged here: named as not shown
     with Image.open(out) as image:

@@ -26,7 +26,12 @@ from mlflow.models import infer_signature
 
 from facequant.config import MlflowConfig
 from facequant.schema import MODEL_ARTIFACT, REPORT_DIR, Param, RunRecord, Tag
-from facequant.tracking.inputs import log_calibration_set, log_evaluation_set, log_sensitivity_set
+from facequant.tracking.inputs import (
+    log_calibration_set,
+    log_evaluation_set,
+    log_sensitivity_set,
+    log_sweep_inputs,
+)
 from facequant.tracking.registry import RegistryError, register
 
 # re-exported submodule API
@@ -203,7 +208,9 @@ def sweep_run(cfg: MlflowConfig, overrides: str, sweep_dir: str, jobs: int, drop
     status = "FAILED"
     try:
         yield parent
-        statuses = [run.status for run in child_runs(parent)]
+        children = child_runs(parent)
+        log_sweep_inputs(parent, [run.run_id for run in children])
+        statuses = [run.status for run in children]
         # a job that failed before its run existed leaves fewer children than jobs
         status = "FINISHED" if len(statuses) == jobs and all(s == "FINISHED" for s in statuses) else "FAILED"
     except BaseException as exc:

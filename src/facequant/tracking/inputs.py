@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import mlflow
 import pandas as pd
+from mlflow.entities import DatasetInput
 
 from facequant.schema import CALIBRATION_CONTEXT, EVALUATION_CONTEXT, SENSITIVITY_CONTEXT
 
@@ -28,3 +31,16 @@ def log_sensitivity_set(images: pd.DataFrame, name: str, digest: str, source: st
 
 def _log_images(images: pd.DataFrame, name: str, digest: str, source: str, context: str) -> None:
     mlflow.log_input(mlflow.data.from_pandas(images, source=source, name=name, digest=digest), context=context)
+
+
+def log_sweep_inputs(parent: str, children: Sequence[str]) -> None:
+    """Give the sweep's parent run its children's data sets: a collapsed sweep shows only the parent's row, whose
+    Dataset column would otherwise read `-`."""
+    client = mlflow.MlflowClient()
+    inputs: dict[tuple[str, ...], DatasetInput] = {}
+    for child in children:
+        for item in client.get_run(child).inputs.dataset_inputs:
+            key = (item.dataset.name, item.dataset.digest, *sorted((tag.key, tag.value) for tag in item.tags))
+            inputs.setdefault(key, item)
+    if inputs:
+        client.log_inputs(parent, datasets=list(inputs.values()))
