@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 from scipy import stats
@@ -66,6 +67,12 @@ class Scan:
     def tar(self, far: float) -> float:
         """TAR@FAR as roc_curve's highest TPR with FPR <= far: the share of genuine scores above the threshold."""
         return float(np.mean(self.genuine > self.threshold(far)))
+
+    @cached_property
+    def ranked_genuine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Genuine scores, highest first, with their identities: sorted once for every bootstrap resample."""
+        order = np.argsort(-self.genuine, kind="stable")
+        return self.genuine[order], self.genuine_identity[order]
 
     def roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(FAR, TAR, threshold) at every histogram edge: exact counts of scores at or above each edge."""
@@ -202,7 +209,7 @@ def scan(
     )
     if not len(result.genuine) or not n_impostor:
         raise ValueError("all-pairs evaluation needs genuine and impostor pairs: at least one identity with 2 images")
-    return Scan(**{**result.__dict__, "flips": _mcnemar(thresholds, flips)})
+    return replace(result, flips=_mcnemar(thresholds, flips))
 
 
 def _mcnemar(thresholds: Mapping[float, float], counts: np.ndarray) -> dict[float, Flips]:
@@ -220,9 +227,8 @@ def _resampled_tar(model: Scan, weights: np.ndarray, sizes: np.ndarray, fars: tu
     weighted = sizes * weights
     impostors = (weighted.sum() ** 2 - np.square(weighted).sum()) // 2
     tail = np.cumsum(weights[model.tail.left] * weights[model.tail.right])
-    order = np.argsort(-model.genuine, kind="stable")
-    ranked = model.genuine[order]
-    accepted = np.cumsum(weights[model.genuine_identity[order]])
+    ranked, ranked_identity = model.ranked_genuine
+    accepted = np.cumsum(weights[ranked_identity])
     out = np.empty(len(fars))
     for i, far in enumerate(fars):
         at = int(np.searchsorted(tail, math.floor(far * impostors), side="right"))
