@@ -35,6 +35,8 @@ PAGE_TIMEOUT_MS = 60_000  # the first page load is slow on a busy 2-core machine
 VIEWPORT = {"width": 1600, "height": 900}
 RUN_NAME_CELL = '[role="gridcell"][col-id="attributes.`Run Name`"]'
 DATASET_CELL = '[role="gridcell"][col-id="attributes.`Dataset`"]'
+DATASET_HEADER = '.ag-header-cell[col-id="attributes.`Dataset`"]'
+DATASET_WIDTH = 230  # px: the evaluation set's name and most of its digest; the rest of the row is the metrics'
 RUN_NAME_RESIZE = '.ag-header-cell[col-id="attributes.`Run Name`"] .ag-header-cell-resize'
 
 
@@ -101,6 +103,17 @@ def set_column(page: Page, name: str, shown: bool) -> None:
         node.locator('[class*="tree-checkbox"]').first.click()
 
 
+def set_width(page: Page, header: str, width: int) -> None:
+    """Drag a column header's resize handle until the column is `width` px wide. The handle straddles the border
+    with the next header, so it is grabbed just inside this one: grabbed there, the next column would move."""
+    box = page.locator(header).bounding_box()
+    x, y = box["x"] + box["width"] - 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + width - box["width"], y, steps=5)
+    page.mouse.up()
+
+
 def capture(
     url: str, experiment_id: str, metrics: Sequence[str], out: Path, chromium: str
 ) -> tuple[int, dict[str, str]]:
@@ -129,6 +142,7 @@ def capture(
             # Fit Run Name to the children's names, now rendered; metric columns keep their width, as fitted to
             # full-precision floats they would push each other off-screen.
             page.locator(RUN_NAME_RESIZE).dblclick()
+            set_width(page, DATASET_HEADER, DATASET_WIDTH)
             page.mouse.move(0, VIEWPORT["height"] - 1)
             page.evaluate("document.activeElement?.blur()")
             page.wait_for_timeout(1000)  # let the expanded rows render
