@@ -12,15 +12,14 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
-from scipy import stats
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from facequant.benchmark import Interval
-from facequant.paired import Flips
+from facequant.paired import Flips, mcnemar_p
+from facequant.schema import ALL_TAR_AT_FAR
 
-FARS = (1e-3, 1e-4, 1e-5, 1e-6)
 BINS = 20_000  # impostor histogram over cosine [-1, 1]: bins of 1e-4
-TAIL_FAR = max(FARS)  # the impostor tail kept with identities must reach past the largest FAR (for the bootstrap)
+TAIL_FAR = max(ALL_TAR_AT_FAR)  # the identity-keyed impostor tail reaches past the largest FAR (for the bootstrap)
 BLOCK = 512  # rows per block: a block of 512 x 12.7k scores is 26 MB per model
 
 
@@ -214,11 +213,10 @@ def scan(
 
 def _mcnemar(thresholds: Mapping[float, float], counts: np.ndarray) -> dict[float, Flips]:
     """McNemar's exact test on fixed vs broken at each threshold."""
-    out = {}
-    for (far, t), (fixed, broken) in zip(thresholds.items(), counts, strict=True):
-        p = stats.binomtest(int(fixed), int(fixed + broken), 0.5).pvalue if fixed + broken else 1.0
-        out[far] = Flips(t, int(fixed + broken), int(fixed), int(broken), float(p))
-    return out
+    return {
+        far: Flips(t, int(fixed + broken), int(fixed), int(broken), mcnemar_p(int(fixed), int(broken)))
+        for (far, t), (fixed, broken) in zip(thresholds.items(), counts, strict=True)
+    }
 
 
 def _resampled_tar(model: Scan, weights: np.ndarray, sizes: np.ndarray, fars: tuple[float, ...]) -> np.ndarray:

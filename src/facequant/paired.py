@@ -43,8 +43,12 @@ def decision_flips(fp32: np.ndarray, variant: np.ndarray, labels: np.ndarray, th
     right_fp32, right_variant = accept_fp32 == truth, accept_variant == truth
     fixed = int(np.sum(~right_fp32 & right_variant))
     broken = int(np.sum(right_fp32 & ~right_variant))
-    p_value = stats.binomtest(fixed, fixed + broken, 0.5).pvalue if fixed + broken else 1.0
-    return Flips(threshold, int(np.sum(accept_fp32 != accept_variant)), fixed, broken, float(p_value))
+    return Flips(threshold, int(np.sum(accept_fp32 != accept_variant)), fixed, broken, mcnemar_p(fixed, broken))
+
+
+def mcnemar_p(fixed: int, broken: int) -> float:
+    """McNemar's exact two-sided test: the binomial test of fixed among the discordant pairs; 1 with none."""
+    return float(stats.binomtest(fixed, fixed + broken, 0.5).pvalue) if fixed + broken else 1.0
 
 
 def far_threshold(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
