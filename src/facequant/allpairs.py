@@ -68,6 +68,11 @@ class Scan:
         return float(np.mean(self.genuine > self.threshold(far)))
 
     @cached_property
+    def genuine_histogram(self) -> np.ndarray:
+        """Genuine counts in the impostor histogram's bins."""
+        return np.bincount(_bins(self.genuine), minlength=BINS)
+
+    @cached_property
     def ranked_genuine(self) -> tuple[np.ndarray, np.ndarray]:
         """Genuine scores, highest first, with their identities: sorted once for every bootstrap resample."""
         order = np.argsort(-self.genuine, kind="stable")
@@ -75,14 +80,14 @@ class Scan:
 
     def roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(FAR, TAR, threshold) at every histogram edge: exact counts of scores at or above each edge."""
-        genuine = np.bincount(_bins(self.genuine), minlength=BINS)
+        genuine = self.genuine_histogram
         far = np.cumsum(self.histogram[::-1])[::-1] / self.n_impostor
         tar = np.cumsum(genuine[::-1])[::-1] / len(self.genuine)
         return far, tar, np.linspace(-1, 1, BINS + 1)[:-1]
 
     def _binned(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Labels, bin scores and counts of all pairs binned: sklearn's curves with the counts as sample weights."""
-        genuine = np.bincount(_bins(self.genuine), minlength=BINS)
+        genuine = self.genuine_histogram
         centres = np.linspace(-1, 1, BINS + 1)[:-1] + 1.0 / BINS
         labels = np.repeat([1, 0], BINS)
         weights = np.concatenate([genuine, self.histogram]).astype(float)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ class EvalData:
     def all_pairs(self) -> bool:
         return self.settings.dataset.protocol == "all"
 
-    @property
+    @cached_property
     def identity(self) -> np.ndarray:
         """A dense identity number per evaluated image; names are sorted by identity under protocol=all."""
         return identity_index(self.names)
