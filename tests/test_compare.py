@@ -94,7 +94,7 @@ def test_failing_job_fails_the_parent(sweep):
     kids = job_runs(workdir)
     kids = kids[kids["tags.mlflow.parentRunId"] == parent.run_id]
     assert sorted(kids.status) == ["FAILED", "FINISHED"]
-    assert "only 5532 LFW images" in kids[kids.status == "FAILED"]["tags.error"].iloc[0]
+    assert "only 5532 held-out images" in kids[kids.status == "FAILED"]["tags.error"].iloc[0]
 
 
 @pytest.mark.parametrize(("sig", "reason"), [(signal.SIGINT, "KeyboardInterrupt"), (signal.SIGTERM, "Terminated")])

@@ -96,7 +96,7 @@ def test_calibration_pool_is_disjoint_and_seeded(lfw):
     assert len(set(a)) == 200 and not used & set(a)
     assert a == calibration_images(lfw, 200, seed=0)
     assert a != calibration_images(lfw, 200, seed=1)
-    with pytest.raises(DatasetError, match="only 5532 LFW images are outside"):
+    with pytest.raises(DatasetError, match="only 5532 held-out images are in the calibration pool"):
         calibration_images(lfw, 5533, seed=0)
 
 
