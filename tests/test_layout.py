@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +122,32 @@ def test_file_is_trusted_only_with_its_identity_and_sha256(tmp_path, caplog):
     model.write_bytes(b"no record")
     (tmp_path / "m.onnx.json").unlink(missing_ok=True)
     assert verified_file(model, {"k": 1}) is None and "no record" in caplog.text
+
+
+def _convert_slowly(target: str, calls: str) -> None:
+    """One job: the cached state_dict at target, converting (slowly, noted in calls) only if no job has."""
+    import time
+
+    import torch
+
+    from facequant.weights import cached_state_dict
+
+    def convert() -> dict:
+        with open(calls, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        time.sleep(1.0)
+        return {"w": torch.arange(4.0)}
+
+    cached_state_dict(Path(target), {"test": 1}, convert)
+
+
+def test_jobs_sharing_a_cache_build_an_entry_once(tmp_path):
+    target, calls = tmp_path / "weights" / "state.pt", tmp_path / "calls"
+    jobs = [multiprocessing.Process(target=_convert_slowly, args=(str(target), str(calls))) for _ in range(3)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=60)
+    assert [job.exitcode for job in jobs] == [0, 0, 0]
+    assert len(calls.read_text().split()) == 1  # the others waited on the lock, then found the entry
+    assert verified_file(target, {"test": 1}) is not None

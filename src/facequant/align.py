@@ -12,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from facequant.cache import load_npz, save_npz
+from facequant.cache import exclusive, load_npz, save_npz
 from facequant.config import AlignConfig
 from facequant.layout import CacheLayout, FaceSetIdentity
 
@@ -105,7 +105,15 @@ def _entries(faces: FaceSetIdentity, layout: CacheLayout) -> list[Path]:
 def ensure_aligned(
     images_dir: Path, names: list[str], faces: FaceSetIdentity, cfg: AlignConfig, layout: CacheLayout
 ) -> int:
-    """Detect and cache the faces of images not yet in the cache; returns how many it aligned."""
+    """Detect and cache the faces of images not yet in the cache; returns how many it aligned. Under the crop
+    setting's lock: jobs sharing cache_dir never align the same image twice."""
+    with exclusive(layout.aligned_set(faces.crop)):
+        return _align_missing(images_dir, names, faces, cfg, layout)
+
+
+def _align_missing(
+    images_dir: Path, names: list[str], faces: FaceSetIdentity, cfg: AlignConfig, layout: CacheLayout
+) -> int:
     files = _entries(faces, layout)
     todo = list({f: i for i, f in enumerate(files) if not f.is_file()}.values())  # one per distinct content
     if todo:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,23 @@ def atomic_path(target: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def exclusive(target: Path) -> Iterator[None]:
+    """Hold target's build lock (a file beside it), so that jobs sharing cache_dir build an entry once: the holder
+    builds, the others wait and then find it. Check whether the entry exists only while holding the lock."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(target) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for another job that is building %s", target)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def write_json(target: Path, data: Any) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from facequant import runtime
-from facequant.cache import atomic_path, sha256_file, verified_file, write_file_record
+from facequant.cache import atomic_path, exclusive, sha256_file, verified_file, write_file_record
 from facequant.config import ModelConfig
 from facequant.layout import ModelIdentity
 from facequant.models import ModelInfo
@@ -52,6 +52,11 @@ def export_onnx(net: nn.Module, info: ModelInfo, target: Path, sample: np.ndarra
 
     Cached: if target exists with a record of this identity and its sha256, nothing is exported again.
     """
+    with exclusive(target):
+        return _export_once(net, info, target, sample)
+
+
+def _export_once(net: nn.Module, info: ModelInfo, target: Path, sample: np.ndarray) -> float:
     identity = asdict(model_identity(info))
     record = verified_file(target, identity)
     if record is not None:

@@ -80,6 +80,10 @@ class CacheLayout:
         """One aligned face per image content and crop setting: renamed or copied images reuse it."""
         return self._inside("aligned", key_of(crop), image_sha256[:2], f"{image_sha256}.npz")
 
+    def aligned_set(self, crop: dict[str, Any]) -> Path:
+        """The folder of every face aligned with one crop setting; jobs take its lock to align."""
+        return self._inside("aligned", key_of(crop))
+
     def fp32_model(self, model: ModelIdentity) -> Path:
         return self._inside("onnx", model.key, "fp32.onnx")
 

@@ -25,7 +25,7 @@ from onnxruntime.quantization import (
 from tqdm import tqdm
 
 from facequant import runtime
-from facequant.cache import atomic_path, verified_file, write_file_record
+from facequant.cache import atomic_path, exclusive, verified_file, write_file_record
 from facequant.config import CalibrationConfig, QuantConfig
 from facequant.onnxmodel import InputSpec
 from facequant.runtime import preprocess
@@ -101,10 +101,11 @@ def quantizer() -> str:
 
 def pre_process(fp32: Path, target: Path, identity: dict) -> Path:
     """quant_pre_process (shape inference + ORT graph optimisation), cached beside its source."""
-    if verified_file(target, identity) is None:
-        with atomic_path(target) as tmp:
-            quant_pre_process(str(fp32), str(tmp))
-        write_file_record(target, identity)
+    with exclusive(target):
+        if verified_file(target, identity) is None:
+            with atomic_path(target) as tmp:
+                quant_pre_process(str(fp32), str(tmp))
+            write_file_record(target, identity)
     return target
 
 
@@ -133,12 +134,13 @@ def build_variant(
 ) -> bool:
     """Write the quantized model of the pre-processed FP32 model to target unless a verified copy is cached
     there; faces are drawn only when needed. Returns whether it was built."""
-    if verified_file(target, identity) is not None:
-        return False
-    with atomic_path(target) as tmp:
-        _quantize(pre, tmp, quant, calib, spec, calibration_faces)
-        check_runnable(tmp, quant.variant, input_shape)
-    write_file_record(target, identity)
+    with exclusive(target):
+        if verified_file(target, identity) is not None:
+            return False
+        with atomic_path(target) as tmp:
+            _quantize(pre, tmp, quant, calib, spec, calibration_faces)
+            check_runnable(tmp, quant.variant, input_shape)
+        write_file_record(target, identity)
     log.info("built %s at %s", quant.variant, target)
     return True
 

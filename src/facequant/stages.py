@@ -14,7 +14,7 @@ import pandas as pd
 from facequant import runtime
 from facequant.align import Aligned, ensure_aligned, face_set, load_aligned
 from facequant.benchmark import Model, measure
-from facequant.cache import key_of, load_npz, save_npz, sha256_file
+from facequant.cache import exclusive, key_of, load_npz, save_npz, sha256_file
 from facequant.config import RuntimeConfig, Settings
 from facequant.data import (
     LFW,
@@ -228,12 +228,13 @@ def embed_faces(data: EvalData, model: Path, spec: InputSpec, engine: RuntimeCon
     pairs = "all" if data.all_pairs else pairs_digest(data.pairs)
     identity = ScoresIdentity(sha256_file(model), spec.describe(), pairs, data.faces_id.key, runtime.name(engine))
     path = data.layout.scores(identity)
-    cached = load_npz(path, ("fallbacks", "embeddings"))
-    if cached is not None:
-        return cached["embeddings"], int(cached["fallbacks"]), True
-    aligned = data.faces()
-    emb = runtime.embed(model, aligned.faces, spec, data.settings.eval_batch_size, engine)
-    save_npz(path, fallbacks=np.array(aligned.fallbacks), embeddings=emb)
+    with exclusive(path):
+        cached = load_npz(path, ("fallbacks", "embeddings"))
+        if cached is not None:
+            return cached["embeddings"], int(cached["fallbacks"]), True
+        aligned = data.faces()
+        emb = runtime.embed(model, aligned.faces, spec, data.settings.eval_batch_size, engine)
+        save_npz(path, fallbacks=np.array(aligned.fallbacks), embeddings=emb)
     return emb, aligned.fallbacks, False
 
 

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import torch
 
-from facequant.cache import atomic_path, sha256_file, verified_file, write_file_record
+from facequant.cache import atomic_path, exclusive, sha256_file, verified_file, write_file_record
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +203,13 @@ def fetch_h5(weights_dir: Path) -> Path:
 
 def cached_state_dict(target: Path, identity: dict, convert: Callable[[], dict[str, torch.Tensor]]) -> Path:
     """A converted state_dict, converted once and trusted again only with its recorded identity and sha256."""
-    if verified_file(target, identity) is None:
-        state = convert()
-        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-            torch.save(state, fh)  # a file object: the archive's inner name (and so the sha256) does not vary
-        write_file_record(target, identity)
-        log.info("converted weights to %s", target)
+    with exclusive(target):
+        if verified_file(target, identity) is None:
+            state = convert()
+            with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+                torch.save(state, fh)  # a file object: the archive's inner name (and so the sha256) does not vary
+            write_file_record(target, identity)
+            log.info("converted weights to %s", target)
     return target
 
 
