@@ -51,25 +51,59 @@ def test_flatten():
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": "1", "a.c": "1,2", "d": "None"}
 
 
-def child(parent, status):
+def child(parent, status, key):
+    """A job run of the sweep; key is its variant key (a retried job's runs share it)."""
     client = mlflow.MlflowClient()
-    run = client.create_run(client.get_run(parent).info.experiment_id, tags={Tag.PARENT: parent})
-    client.set_terminated(run.info.run_id, status)
+    tags = {Tag.PARENT: parent, Tag.VARIANT_KEY: key, Tag.HOST: "worker-1", Tag.PID: "4242"}
+    run = client.create_run(client.get_run(parent).info.experiment_id, tags=tags)
+    if status != "RUNNING":  # RUNNING: its process died before it could end the run
+        client.set_terminated(run.info.run_id, status)
+    return run.info.run_id
 
 
 @pytest.mark.parametrize(
     ("children", "status"),
-    [(["FINISHED", "FINISHED"], "FINISHED"), (["FINISHED", "FAILED"], "FAILED"), (["FINISHED"], "FAILED")],
+    [
+        ([("FINISHED", "a"), ("FINISHED", "b")], "FINISHED"),
+        ([("FINISHED", "a"), ("FAILED", "b")], "FAILED"),
+        ([("FINISHED", "a")], "FAILED"),
+        ([("FINISHED", "a"), ("FINISHED", "a")], "FAILED"),  # two runs of one job do not make two jobs
+    ],
 )
 def test_sweep_parent_finishes_only_when_every_job_ran_and_finished(cfg, children, status):
     with sweep_run(cfg, "quant=fp32,static", "multirun/x", jobs=2, dropped=1) as parent:
-        for child_status in children:  # one child short: a job failed before its run existed
-            child(parent, child_status)
+        for child_status, key in children:  # one child short: a job failed before its run existed
+            child(parent, child_status, key)
     run = mlflow.MlflowClient().get_run(parent)
     assert run.info.status == status
     assert run.data.tags[Tag.SWEEP] == "true" and run.data.tags[Tag.SWEEP_OVERRIDES] == "quant=fp32,static"
     assert (run.data.tags[Tag.SWEEP_JOBS], run.data.tags[Tag.SWEEP_DROPPED]) == ("2", "1")
     assert run.data.params[Param.SWEEP_DIR] == "multirun/x"
+    assert Tag.SWEEP_LOST not in run.data.tags
+
+
+@pytest.mark.parametrize(("retried", "status"), [(True, "FINISHED"), (False, "FAILED")])
+def test_a_run_whose_worker_died_ends_failed_and_the_parent_counts_it(cfg, retried, status):
+    with sweep_run(cfg, "quant=fp32,static", "multirun/x", jobs=2, dropped=0) as parent:
+        child(parent, "FINISHED", "a")
+        lost = child(parent, "RUNNING", "b")
+        retry = child(parent, "FINISHED", "b") if retried else None
+    client = mlflow.MlflowClient()
+    run = client.get_run(parent)
+    assert run.info.status == status and run.data.tags[Tag.SWEEP_LOST] == "1"
+    dead = client.get_run(lost)
+    assert dead.info.status == "FAILED"
+    assert "worker-1, pid 4242" in dead.data.tags[Tag.ERROR]
+    assert (f"retried the job as run {retry}" if retried else "not retried") in dead.data.tags[Tag.ERROR]
+
+
+def test_runs_left_running_end_failed_when_the_sweep_itself_fails(cfg):
+    with pytest.raises(RuntimeError), sweep_run(cfg, "quant=fp32", "multirun/x", jobs=1, dropped=0) as parent:
+        lost = child(parent, "RUNNING", "a")
+        raise RuntimeError("ray.exceptions.WorkerCrashedError")
+    client = mlflow.MlflowClient()
+    assert client.get_run(lost).info.status == "FAILED"
+    assert client.get_run(parent).info.status == "FAILED"
 
 
 @pytest.mark.parametrize(

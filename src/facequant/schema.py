@@ -27,6 +27,9 @@ class Tag(StrEnum):
     SWEEP_OVERRIDES = "sweep.overrides"
     SWEEP_JOBS = "sweep.jobs"
     SWEEP_DROPPED = "sweep.dropped_repeats"
+    SWEEP_LOST = "sweep.lost_runs"  # job runs whose process died (a lost worker); the sweep ended them FAILED
+    HOST = "host"  # the machine and process that ran a job: which worker, when jobs run on a cluster
+    PID = "pid"
     COMPARISON = "facequant_comparison"
     PARENT = "mlflow.parentRunId"
     RUN_NAME = "mlflow.runName"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -166,8 +167,9 @@ def job_run(
         mlflow.set_experiment(experiment_id=client.get_run(outer).info.experiment_id)
     else:
         mlflow.set_experiment(experiment_id=_experiment_id(client, cfg.experiment))
+    where = {Tag.HOST: socket.gethostname(), Tag.PID: str(os.getpid())}
     run = mlflow.start_run(
-        run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id, log_system_metrics=cfg.system_metrics
+        run_name=run_name, tags=dict(tags) | where, parent_run_id=parent_run_id, log_system_metrics=cfg.system_metrics
     )
     try:
         yield run.info.run_id
@@ -208,19 +210,41 @@ def sweep_run(cfg: MlflowConfig, overrides: str, sweep_dir: str, jobs: int, drop
     status = "FAILED"
     try:
         yield parent
-        children = child_runs(parent)
+        children = end_lost_runs(parent)
         log_sweep_inputs(parent, [run.run_id for run in children])
-        statuses = [run.status for run in children]
-        # a job that failed before its run existed leaves fewer children than jobs
-        status = "FINISHED" if len(statuses) == jobs and all(s == "FINISHED" for s in statuses) else "FAILED"
+        # a job that failed before its run existed leaves fewer children than jobs; a retried job has two
+        done = {run.tag(Tag.VARIANT_KEY) for run in children if run.finished}
+        status = "FINISHED" if len(done) == jobs else "FAILED"
     except BaseException as exc:
         status = _end_status(exc)
         client.set_tag(parent, Tag.ERROR, _error_text(exc))
+        end_lost_runs(parent)
         raise
     finally:
         client.set_terminated(parent, status)
         log.info("sweep parent run %s ended %s", parent, status)
         print(f"MLflow runs of this sweep: {ui_link(cfg.tracking_uri, experiment_id)}", flush=True)
+
+
+def end_lost_runs(parent: str) -> list[RunRecord]:
+    """End FAILED the children still RUNNING once the sweep's jobs have returned: their process died (a lost Ray
+    worker, an OOM kill) before it could end them. Tags the parent with how many; returns the children."""
+    client = mlflow.MlflowClient()
+    children = child_runs(parent)
+    lost = [run for run in children if run.status == "RUNNING"]
+    for run in lost:
+        retry = next((r for r in children if r.finished and r.tag(Tag.VARIANT_KEY) == run.tag(Tag.VARIANT_KEY)), None)
+        reason = (
+            f"its process ({run.tag(Tag.HOST)}, pid {run.tag(Tag.PID)}) died before it could end the run: a lost "
+            "worker, an out-of-memory kill or SIGKILL; "
+            + (f"the launcher retried the job as run {retry.run_id}" if retry else "the job was not retried")
+        )
+        client.set_tag(run.run_id, Tag.ERROR, reason)
+        client.set_terminated(run.run_id, "FAILED")
+        log.warning("run %s (%s) ended FAILED: %s", run.run_id, run.name, reason)
+    if lost:
+        client.set_tag(parent, Tag.SWEEP_LOST, str(len(lost)))
+    return child_runs(parent) if lost else children
 
 
 def log_params(params: Mapping[str, Any]) -> None:
