@@ -10,16 +10,17 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from facequant.cache import key_of
-from facequant.cpu import BF16_FLAGS, cpu, has_bf16
+from facequant.cpu import BF16_FLAGS, cpu, has_bf16, job_cpus
 from facequant.onnxmodel import FIXED_MEAN, FIXED_STD, INPUT, ChannelOrder, InputSpec, Layout, resolve
 
 log = logging.getLogger(__name__)
 
-# conf/benchmark/default.yaml times on 1 thread and on every core: threads: [1, "${cpu_count:}"].
-OmegaConf.register_new_resolver("cpu_count", lambda: os.cpu_count() or 1, replace=True)
+# conf/benchmark/default.yaml times on 1 thread and on every core the job may use: threads: [1, "${cpu_count:}"].
+OmegaConf.register_new_resolver("cpu_count", lambda: job_cpus() or os.cpu_count() or 1, replace=True)
 
 
 class ConfigError(ValueError):
@@ -454,6 +455,12 @@ def _follow_input_size(align: dict[str, Any], model: ModelConfig) -> dict[str, A
     return {k: v for k, v in align.items() if k != "image_size"} | ({} if size is None else {"image_size": size})
 
 
+def _absolute(path: str | None) -> str | None:
+    """A relative path taken from the directory main.py started in (Hydra's runtime.cwd), which is not a Ray
+    worker's working directory."""
+    return os.path.normpath(to_absolute_path(os.path.expanduser(path))) if path else path
+
+
 def load_settings(cfg: DictConfig) -> Settings:
     """Resolve and validate the Hydra config; raises ConfigError naming the bad key and the valid choices."""
     data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
@@ -467,6 +474,8 @@ def load_settings(cfg: DictConfig) -> Settings:
             f"unknown top-level key(s) {', '.join(unknown)}; valid: {sorted(set(_SECTIONS) | _TOP_LEVEL)}"
         )
     values = {name: dict(data[name] or {}) for name in _SECTIONS}
+    for section, key in (("dataset", "root"), ("model", "path")):
+        values[section][key] = _absolute(values[section].get(key))
     model = _build("model", ModelConfig, values["model"])
     values["align"] = _follow_input_size(values["align"], model)
     sections = {name: model if name == "model" else _build(name, cls, values[name]) for name, cls in _SECTIONS.items()}
@@ -489,7 +498,7 @@ def load_settings(cfg: DictConfig) -> Settings:
         sensitivity = False
     return Settings(
         **sections,
-        cache_dir=Path(str(data["cache_dir"])).expanduser(),
+        cache_dir=Path(_absolute(str(data["cache_dir"]))),
         eval_batch_size=int(data.get("eval_batch_size", 64)),
         parent_run_id=data.get("parent_run_id"),
         sensitivity=sensitivity,

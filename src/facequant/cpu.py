@@ -58,6 +58,13 @@ def cpu() -> tuple[str, frozenset[str]]:
     return model, flags
 
 
+def job_cpus() -> int | None:
+    """The CPUs a launcher gave this job, from OMP_NUM_THREADS (Ray sets it to the task's num_cpus); None when
+    unset, and a job may use every core."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def has_bf16() -> bool:
     return bool(set(BF16_FLAGS) & cpu()[1])
 
@@ -69,6 +76,7 @@ def machine_info() -> dict[str, str]:
         Param.CPU_MODEL: model,
         Param.CPU_ISA: ",".join(f for f in ISA_FLAGS if f in flags) or "unknown",
         "cpu.count": str(os.cpu_count()),
+        "cpu.job_cpus": str(job_cpus() or os.cpu_count()),
         "python": platform.python_version(),
     }
     for pkg in PACKAGES:

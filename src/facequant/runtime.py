@@ -14,6 +14,7 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from facequant.config import RuntimeConfig
+from facequant.cpu import job_cpus
 from facequant.onnxmodel import InputSpec
 
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
@@ -130,7 +131,7 @@ def embed(
 ) -> np.ndarray:
     """Embeddings of uint8 NHWC RGB faces on the configured runtime, fed as spec says, batch by batch to bound
     memory."""
-    sess = open_session(model_path, cfg, output=spec.output)
+    sess = open_session(model_path, cfg, threads=job_cpus() or 0, output=spec.output)  # jobs in parallel share cores
     out = []
     desc = f"embedding {model_path.name} ({name(cfg)})"
     for start in tqdm(range(0, len(faces), batch_size), desc=desc, unit="batch"):

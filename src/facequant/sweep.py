@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from importlib.util import find_spec
 
 from omegaconf import DictConfig
 
-from facequant.config import load_settings
+from facequant.config import ConfigError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -32,3 +33,36 @@ def distinct_jobs(
 def parent_override(run_id: str) -> str:
     """The override that hands a job its sweep's parent run; quoted, since Hydra reads an all-digit id as a number."""
     return f"parent_run_id='{run_id}'"
+
+
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+SERVER_HINT = (
+    "start an MLflow tracking server on PostgreSQL (mlflow server --backend-store-uri postgresql://USER@HOST/DB "
+    "--artifacts-destination DIR --serve-artifacts --host 0.0.0.0 --port 5000; see the README's 'Sweeps on a Ray "
+    "cluster') and pass mlflow.tracking_uri=http://HOST:5000"
+)
+
+
+def check_launcher(name: str, target: str, tracking_uri: str) -> None:
+    """Refuse, before any job runs, a launcher that is not installed, and a parallel launcher on SQLite: its
+    concurrent writers get "database is locked" and lose runs."""
+    if target == BASIC_LAUNCHER:
+        return
+    module = target.rpartition(".")[0]
+    if not _installed(module):
+        raise ConfigError(
+            f"hydra/launcher={name} needs {module}, which is not installed: pip install -e '.[ray]' (the README's "
+            "set-up installs it)"
+        )
+    if tracking_uri.startswith("sqlite:"):
+        raise ConfigError(
+            f"hydra/launcher={name} runs jobs in parallel processes, and SQLite ({tracking_uri}) under concurrent "
+            f"writers fails with 'database is locked' and loses runs: {SERVER_HINT}"
+        )
+
+
+def _installed(module: str) -> bool:
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facequant import tracking
 from facequant.config import MlflowConfig
-from facequant.sweep import distinct_jobs, parent_override
+from facequant.sweep import check_launcher, distinct_jobs, parent_override
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,15 @@ class FacequantSweeper(BasicSweeper):
             del config["hydra"]
         return config
 
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        """Check the launcher against the tracking store before Hydra instantiates it."""
+        check_launcher(
+            config.hydra.runtime.choices.get("hydra/launcher", "basic"),
+            config.hydra.launcher._target_,
+            str(config.mlflow.tracking_uri),
+        )
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -46,7 +55,9 @@ class FacequantSweeper(BasicSweeper):
         jobs, dropped = distinct_jobs(
             all_jobs, lambda job: self._task_config(loader.load_sweep_config(self.config, job))
         )
-        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
+        with open_dict(self.config):  # the launcher's config too: a Ray worker's working directory is not ours
+            self.config.hydra.sweep.dir = str(sweep_dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         tracking.handle_sigterm()
