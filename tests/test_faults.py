@@ -18,7 +18,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from facequant.config import MlflowConfig
+from facequant.config import ConfigError, MlflowConfig
+from facequant.sweep import check_launcher
 from facequant.tracking import Terminated, handle_sigterm, job_run
 from helpers import REPO, all_runs, job_runs, parents, run_compare
 
@@ -148,3 +149,18 @@ def test_benchmark_paths_are_resolved_before_the_child_starts(tmp_path, monkeypa
     with pytest.raises(sweep_time.SweepFailed, match=r"log is kept at .*sweep.log"):
         sweep_time.sweep(workdir, tmp_path / "cache", failing)
     assert "LFW not found" in (workdir / "sweep.log").read_text()
+
+
+def test_a_parallel_launcher_on_sqlite_is_refused_before_any_job(tmp_path):
+    proc = quick(tmp_path, "quant=fp32,dynamic", "hydra/launcher=ray")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "hydra/launcher=ray runs jobs in parallel processes, and SQLite" in err
+    assert "mlflow server --backend-store-uri postgresql://" in err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_launcher_that_is_not_installed_names_the_extra():
+    with pytest.raises(ConfigError, match=r"hydra/launcher=slurm needs hydra_plugins.no_such_launcher.*\[ray\]"):
+        check_launcher("slurm", "hydra_plugins.no_such_launcher.SlurmLauncher", "http://127.0.0.1:5000")
+    check_launcher("ray", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", "http://127.0.0.1:5000")
