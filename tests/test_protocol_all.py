@@ -22,7 +22,7 @@ ALL = ["dataset.protocol=all", f"dataset.identities={IDENTITIES}"]
 
 def test_all_pairs_on_a_subset_of_identities(sweep, tmp_path):
     share_aligned(sweep[0], tmp_path, "onnx")  # the FP32 export; these identities' faces are mostly new
-    proc = main(tmp_path, *ALL, "quant=fp32,dynamic", multirun=True)
+    proc = main(tmp_path, *ALL, "quant=fp32,dynamic", "benchmark.threads=[1]", multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = job_runs(tmp_path)
     fp32, dynamic = (df[df["tags.mlflow.runName"] == name].iloc[0] for name in ("fp32", "int8_dynamic"))
