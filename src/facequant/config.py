@@ -474,7 +474,7 @@ def load_settings(cfg: DictConfig) -> Settings:
             f"unknown top-level key(s) {', '.join(unknown)}; valid: {sorted(set(_SECTIONS) | _TOP_LEVEL)}"
         )
     values = {name: dict(data[name] or {}) for name in _SECTIONS}
-    for section, key in (("dataset", "root"), ("model", "path")):
+    for section, key in (("dataset", "root"), ("model", "path"), ("model", "weights_dir")):
         values[section][key] = _absolute(values[section].get(key))
     model = _build("model", ModelConfig, values["model"])
     values["align"] = _follow_input_size(values["align"], model)

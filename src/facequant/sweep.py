@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from importlib.util import find_spec
+from pathlib import Path
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig
 
@@ -30,9 +32,26 @@ def distinct_jobs(
     return list(kept.values()), dropped
 
 
+def _quoted(value: str) -> str:
+    """A Hydra override value taken literally: quoted, since Hydra reads an all-digit id as a number."""
+    return f"'{value}'" if "'" not in value else f'"{value}"'
+
+
 def parent_override(run_id: str) -> str:
-    """The override that hands a job its sweep's parent run; quoted, since Hydra reads an all-digit id as a number."""
-    return f"parent_run_id='{run_id}'"
+    """The override that hands a job its sweep's parent run."""
+    return f"parent_run_id={_quoted(run_id)}"
+
+
+def hand_off(run_id: str, tracking_uri: str) -> list[str]:
+    """What every job gets from the driver as overrides, not through the environment, which a Ray worker does
+    not share: the parent run, and the tracking URI the driver resolved (e.g. from MLFLOW_TRACKING_URI)."""
+    return [parent_override(run_id), f"mlflow.tracking_uri={_quoted(tracking_uri)}"]
+
+
+def absolute_sweep_dir(path: str) -> str:
+    """The Hydra override that fixes the sweep folder as an absolute path, so every job, wherever it runs,
+    writes its outputs there and not below a worker's own working directory."""
+    return f"hydra.sweep.dir={_quoted(str(Path(path).absolute()))}"
 
 
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -58,6 +77,12 @@ def check_launcher(name: str, target: str, tracking_uri: str) -> None:
         raise ConfigError(
             f"hydra/launcher={name} runs jobs in parallel processes, and SQLite ({tracking_uri}) under concurrent "
             f"writers fails with 'database is locked' and loses runs: {SERVER_HINT}"
+        )
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme in ("", "file") and not Path(parsed.path).is_absolute():
+        raise ConfigError(
+            f"hydra/launcher={name} runs jobs in other processes and directories, and the relative file store "
+            f"{tracking_uri} would be a different folder for each: {SERVER_HINT}"
         )
 
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facequant import tracking
 from facequant.config import MlflowConfig
-from facequant.sweep import check_launcher, distinct_jobs, parent_override
+from facequant.sweep import absolute_sweep_dir, check_launcher, distinct_jobs, hand_off
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,17 @@ class FacequantSweeper(BasicSweeper):
             all_jobs, lambda job: self._task_config(loader.load_sweep_config(self.config, job))
         )
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
-        with open_dict(self.config):  # the launcher's config too: a Ray worker's working directory is not ours
+        with open_dict(self.config):  # launchers compose each job from these overrides, so it lands here too
             self.config.hydra.sweep.dir = str(sweep_dir)
+            self.config.hydra.overrides.hydra.append(absolute_sweep_dir(str(sweep_dir)))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         tracking.handle_sigterm()
         mlflow_cfg = MlflowConfig(**OmegaConf.to_container(self.config.mlflow, resolve=True))
         task_overrides = " ".join(self.config.hydra.overrides.task)
         with tracking.sweep_run(mlflow_cfg, task_overrides, str(sweep_dir), len(jobs), dropped) as parent:
-            batches = self.split_overrides_to_chunks([[*j, parent_override(parent)] for j in jobs], self.max_batch_size)
+            handed = hand_off(parent, mlflow_cfg.tracking_uri)
+            batches = self.split_overrides_to_chunks([[*j, *handed] for j in jobs], self.max_batch_size)
             returns, index = [], 0
             for batch in batches:
                 self.validate_batch_is_legal(batch)
