@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -59,10 +60,16 @@ def cpu() -> tuple[str, frozenset[str]]:
 
 
 def job_cpus() -> int | None:
-    """The CPUs a launcher gave this job, from OMP_NUM_THREADS (Ray sets it to the task's num_cpus); None when
-    unset, and a job may use every core."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    """The CPUs a Ray task was given (its num_cpus), when this process runs one; None elsewhere, where a job may
+    use every core. Read from Ray itself: OMP_NUM_THREADS is often set for other reasons."""
+    ray = sys.modules.get("ray")  # imported only in a Ray worker (or by a driver), never by facequant itself
+    if ray is None or not ray.is_initialized():
+        return None
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except Exception:  # a driver, not a task: it has no assigned resources
+        return None
+    return max(1, int(cpus)) if cpus else None
 
 
 def has_bf16() -> bool:
