@@ -94,16 +94,22 @@ def test_a_run_whose_worker_died_ends_failed_and_the_parent_counts_it(cfg, retri
     dead = client.get_run(lost)
     assert dead.info.status == "FAILED"
     assert "worker-1, pid 4242" in dead.data.tags[Tag.ERROR]
-    assert (f"retried the job as run {retry}" if retried else "not retried") in dead.data.tags[Tag.ERROR]
+    expected = f"retried the job as run {retry}" if retried else "no run of this job finished"
+    assert expected in dead.data.tags[Tag.ERROR]
 
 
-def test_runs_left_running_end_failed_when_the_sweep_itself_fails(cfg):
-    with pytest.raises(RuntimeError), sweep_run(cfg, "quant=fp32", "multirun/x", jobs=1, dropped=0) as parent:
-        lost = child(parent, "RUNNING", "a")
-        raise RuntimeError("ray.exceptions.WorkerCrashedError")
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(RuntimeError("WorkerCrashedError: retries exhausted"), "FAILED"), (KeyboardInterrupt(), "KILLED")],
+)
+def test_jobs_still_running_end_as_the_sweep_did_when_it_stops(cfg, error, status):
+    with pytest.raises(type(error)), sweep_run(cfg, "quant=fp32", "multirun/x", jobs=1, dropped=0) as parent:
+        running = child(parent, "RUNNING", "a")  # a job on another worker, when the driver stops
+        raise error
     client = mlflow.MlflowClient()
-    assert client.get_run(lost).info.status == "FAILED"
-    assert client.get_run(parent).info.status == "FAILED"
+    run = client.get_run(running)
+    assert run.info.status == status == client.get_run(parent).info.status
+    assert run.data.tags[Tag.ERROR].startswith(f"the sweep stopped ({type(error).__name__}")
 
 
 @pytest.mark.parametrize(

@@ -218,7 +218,7 @@ def sweep_run(cfg: MlflowConfig, overrides: str, sweep_dir: str, jobs: int, drop
     except BaseException as exc:
         status = _end_status(exc)
         client.set_tag(parent, Tag.ERROR, _error_text(exc))
-        end_lost_runs(parent)
+        end_lost_runs(parent, stopped=exc)
         raise
     finally:
         client.set_terminated(parent, status)
@@ -226,22 +226,27 @@ def sweep_run(cfg: MlflowConfig, overrides: str, sweep_dir: str, jobs: int, drop
         print(f"MLflow runs of this sweep: {ui_link(cfg.tracking_uri, experiment_id)}", flush=True)
 
 
-def end_lost_runs(parent: str) -> list[RunRecord]:
-    """End FAILED the children still RUNNING once the sweep's jobs have returned: their process died (a lost Ray
-    worker, an OOM kill) before it could end them. Tags the parent with how many; returns the children."""
+def end_lost_runs(parent: str, stopped: BaseException | None = None) -> list[RunRecord]:
+    """End the children still RUNNING once the sweep's jobs have returned: their process died (a lost Ray worker,
+    an OOM kill) before it could end them, so FAILED. When the sweep itself stopped (stopped), its jobs still
+    running are ended as the sweep was. Tags the parent with how many; returns the children."""
     client = mlflow.MlflowClient()
     children = child_runs(parent)
     lost = [run for run in children if run.status == "RUNNING"]
     for run in lost:
         retry = next((r for r in children if r.finished and r.tag(Tag.VARIANT_KEY) == run.tag(Tag.VARIANT_KEY)), None)
-        reason = (
-            f"its process ({run.tag(Tag.HOST)}, pid {run.tag(Tag.PID)}) died before it could end the run: a lost "
-            "worker, an out-of-memory kill or SIGKILL; "
-            + (f"the launcher retried the job as run {retry.run_id}" if retry else "the job was not retried")
-        )
-        client.set_tag(run.run_id, Tag.ERROR, reason)
-        client.set_terminated(run.run_id, "FAILED")
-        log.warning("run %s (%s) ended FAILED: %s", run.run_id, run.name, reason)
+        if stopped is not None:
+            reason, status = f"the sweep stopped ({_error_text(stopped)}) before this job ended", _end_status(stopped)
+        else:
+            reason, status = (
+                f"its process ({run.tag(Tag.HOST)}, pid {run.tag(Tag.PID)}) died before it could end the run: a lost "
+                "worker, an out-of-memory kill or SIGKILL; "
+                + (f"the launcher retried the job as run {retry.run_id}" if retry else "no run of this job finished"),
+                "FAILED",
+            )
+        client.set_tag(run.run_id, Tag.ERROR, reason[:5000])
+        client.set_terminated(run.run_id, status)
+        log.warning("run %s (%s) ended %s: %s", run.run_id, run.name, status, reason)
     if lost:
         client.set_tag(parent, Tag.SWEEP_LOST, str(len(lost)))
     return child_runs(parent) if lost else children
