@@ -107,6 +107,8 @@ def ensure_aligned(
 ) -> int:
     """Detect and cache the faces of images not yet in the cache; returns how many it aligned. Under the crop
     setting's lock: jobs sharing cache_dir never align the same image twice."""
+    if all(path.is_file() for path in _entries(faces, layout)):  # entries are written atomically: no lock needed
+        return 0
     with exclusive(layout.aligned_set(faces.crop)):
         return _align_missing(images_dir, names, faces, cfg, layout)
 
