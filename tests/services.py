@@ -108,13 +108,31 @@ def mlflow_server(backend: str, artifacts: Path) -> Iterator[str]:
 
 @contextmanager
 def ray_head(workdir: Path, cpus: int) -> Iterator[str]:
-    """`ray start --head` with cpus CPUs, started in workdir (a worker's working directory); yields its address."""
+    """`ray start --head --block` with cpus CPUs, started in workdir (a worker's working directory), in its own
+    process group; yields its address once `ray status` counts the node's CPUs. Stops that group only, never another
+    cluster on the machine (as `ray stop` would)."""
     port = free_port()
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [str(VENV_BIN / "ray"), "start", "--head", f"--num-cpus={cpus}", f"--port={port}"]
+    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", f"--num-cpus={cpus}", f"--port={port}"]
     cmd += ["--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"]
-    subprocess.run(cmd, cwd=workdir, env=env, check=True, capture_output=True, text=True, timeout=180)
+    log = workdir / "ray-head.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"127.0.0.1:{port}"
     try:
-        yield f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        status = [str(VENV_BIN / "ray"), "status", f"--address={address}"]
+        while (
+            f"/{cpus}.0 CPU" not in subprocess.run(status, env=env, capture_output=True, text=True, timeout=60).stdout
+        ):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray head did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield address
     finally:
-        subprocess.run([str(VENV_BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a throwaway cluster: nothing to save
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)

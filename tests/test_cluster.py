@@ -19,7 +19,7 @@ import mlflow
 import pytest
 
 from facequant.schema import Metric, Tag
-from helpers import REPO, main_overrides, share_aligned
+from helpers import LFW_ROOT, REPO, main_overrides, share_aligned
 from services import ServiceMissing, mlflow_server, postgres, ray_head
 
 pytestmark = pytest.mark.cluster
@@ -53,12 +53,27 @@ def cluster(tmp_path_factory):
         pytest.skip(reason)
 
 
+RELATIVE = ("mlflow.tracking_uri=", "dataset.root=", "cache_dir=", "hydra.sweep.dir=")
+
+
 def ray_sweep(cluster: Cluster, workdir: Path, *overrides: str) -> subprocess.Popen:
-    """main.py -m through hydra/launcher=ray against the server, in the background."""
-    base = [o for o in main_overrides(workdir) if not o.startswith("mlflow.tracking_uri=")]
-    cmd = [sys.executable, str(REPO / "src" / "main.py"), "-m", *base, f"mlflow.tracking_uri={cluster.uri}"]
-    cmd += ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster.address}", *overrides]
-    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """main.py -m through hydra/launcher=ray, in the background. The server comes from MLFLOW_TRACKING_URI and
+    the paths are relative, as a user writes them: the workers run elsewhere (in the Ray head's folder)."""
+    base = [o for o in main_overrides(workdir) if not o.startswith(RELATIVE)]
+    base += [f"dataset.root={os.path.relpath(LFW_ROOT, workdir)}", "cache_dir=cache", "hydra.sweep.dir=multirun"]
+    cmd = [sys.executable, str(REPO / "src" / "main.py"), "-m", *base, "hydra/launcher=ray"]
+    cmd += [f"hydra.launcher.ray.init.address={cluster.address}", *overrides]
+    env = os.environ | {"MLFLOW_TRACKING_URI": cluster.uri}
+    return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> str:
+    """The driver's stderr once it exits; a driver still running after timeout is killed."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def runs(cluster: Cluster):
@@ -82,15 +97,15 @@ def ray_workdir(cluster, sweep, tmp_path_factory):
     proc = ray_sweep(
         cluster, workdir, "quant=fp32,dynamic,static", "calibration=minmax,percentile", "sensitivity=false"
     )
-    _, err = proc.communicate(timeout=900)
+    err = finish(proc, 900)
     assert proc.returncode == 0, err[-3000:]
     df = runs(cluster)
     parent = latest_parent(df)
-    return workdir, parent, children(df, parent.run_id)
+    return workdir, parent, children(df, parent.run_id), proc.pid
 
 
 def test_every_job_is_a_finished_child_of_one_finished_parent(ray_workdir):
-    _, parent, kids = ray_workdir
+    workdir, parent, kids, driver = ray_workdir
     assert parent.status == "FINISHED" and parent[f"tags.{Tag.SWEEP_JOBS}"] == "4"
     assert sorted(kids["tags.mlflow.runName"]) == [
         "fp32",
@@ -100,13 +115,13 @@ def test_every_job_is_a_finished_child_of_one_finished_parent(ray_workdir):
     ]
     assert (kids.status == "FINISHED").all()
     assert kids["params.cpu.job_cpus"].eq("1").all()  # num_cpus=1 per job, and the job's threads followed it
-    assert str(os.getpid()) not in set(kids[f"tags.{Tag.PID}"])  # the jobs ran in Ray's worker processes
+    assert str(driver) not in set(kids[f"tags.{Tag.PID}"])  # the jobs ran in Ray's worker processes
     spans = sorted(zip(kids.start_time, kids.end_time, strict=True))
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # two at once
 
 
 def test_metrics_and_artifacts_are_on_the_server(cluster, ray_workdir):
-    workdir, _, kids = ray_workdir
+    workdir, _, kids, _ = ray_workdir
     for metric in (Metric.ACCURACY, Metric.TAR_FAR_1E3, Metric.SIZE_MIB, Metric.LATENCY_P50_MS):
         assert kids[f"metrics.{metric}"].notna().all(), metric
     client = mlflow.MlflowClient(cluster.uri)
@@ -114,11 +129,15 @@ def test_metrics_and_artifacts_are_on_the_server(cluster, ray_workdir):
         assert {"config.yaml", "scores.csv", "roc.png"} <= {a.path for a in client.list_artifacts(run_id)}
         assert (cluster.artifacts / kids.experiment_id.iloc[0] / run_id / "artifacts" / "scores.csv").is_file()
     assert not (workdir / "mlruns").exists() and not (workdir / "mlflow.db").exists()  # nothing written locally
-    assert kids["params.dataset.root"].map(lambda p: Path(p).is_absolute()).all()
+    # relative paths meant the driver's folder, not the workers' (the Ray head's): data, cache and job outputs
+    assert set(kids["params.dataset.root"]) == {str(LFW_ROOT)} and set(kids["params.cache_dir"]) == {
+        str(workdir / "cache")
+    }
+    assert len(list((workdir / "multirun").glob("*/.hydra/config.yaml"))) == 4
 
 
 def test_compare_builds_the_report_from_the_server(cluster, ray_workdir):
-    workdir, parent, _ = ray_workdir
+    workdir, parent, _, _ = ray_workdir
     cmd = [sys.executable, str(REPO / "src" / "compare.py"), f"mlflow.tracking_uri={cluster.uri}"]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -140,9 +159,9 @@ def test_a_killed_worker_ends_its_run_failed_and_the_retry_finishes(cluster, ray
             victim = new.iloc[0]
             os.kill(int(victim[f"tags.{Tag.PID}"]), signal.SIGKILL)  # the Ray worker running the job
         time.sleep(0.2)
-    _, err = proc.communicate(timeout=600)
-    assert victim is not None, "the job finished before it could be killed"
+    err = finish(proc, 600)
     assert proc.returncode == 0, err[-3000:]  # Ray ran the task again (max_retries=1), and it finished
+    assert victim is not None, "the job finished before it could be killed"
     df = runs(cluster)
     parent = latest_parent(df)
     kids = children(df, parent.run_id).set_index("run_id")
