@@ -63,8 +63,8 @@ SERVER_HINT = (
 
 
 def check_launcher(name: str, target: str, tracking_uri: str) -> None:
-    """Refuse, before any job runs, a launcher that is not installed, and a parallel launcher on SQLite: its
-    concurrent writers get "database is locked" and lose runs."""
+    """Refuse, before any job runs, a launcher that is not installed, and a parallel launcher on SQLite (its
+    concurrent writers get "database is locked" and lose runs) or on a relative file store."""
     if target == BASIC_LAUNCHER:
         return
     module = target.rpartition(".")[0]

@@ -20,11 +20,11 @@ import mlflow
 import numpy as np
 import onnx
 import requests
-from filelock import FileLock
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from facequant.cache import exclusive
 from facequant.config import MlflowConfig
 from facequant.schema import MODEL_ARTIFACT, REPORT_DIR, Param, RunRecord, Tag
 from facequant.tracking.inputs import (
@@ -120,8 +120,7 @@ def use_store(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
-        db.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(db) + ".lock"):
+        with exclusive(db):  # makes its folder
             mlflow.MlflowClient().search_experiments(max_results=1)  # creates or migrates the schema
 
 
@@ -234,10 +233,11 @@ def end_lost_runs(parent: str, stopped: BaseException | None = None) -> list[Run
     children = child_runs(parent)
     lost = [run for run in children if run.status == "RUNNING"]
     for run in lost:
-        retry = next((r for r in children if r.finished and r.tag(Tag.VARIANT_KEY) == run.tag(Tag.VARIANT_KEY)), None)
         if stopped is not None:
             reason, status = f"the sweep stopped ({_error_text(stopped)}) before this job ended", _end_status(stopped)
         else:
+            key = run.tag(Tag.VARIANT_KEY)
+            retry = next((r for r in children if r.finished and r.tag(Tag.VARIANT_KEY) == key), None)
             reason, status = (
                 f"its process ({run.tag(Tag.HOST)}, pid {run.tag(Tag.PID)}) died before it could end the run: a lost "
                 "worker, an out-of-memory kill or SIGKILL; "
