@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facequant.align import ImageError, align_images
+from facequant.align import align_images
 from facequant.config import AlignConfig
+from facequant.images import ImageError
 from facequant.layout import CacheLayout
 
 CFG = AlignConfig(batch_size=4)

@@ -152,3 +152,11 @@ def test_bf16_without_cpu_support_fails_at_once():
 @pytest.mark.skipif(not has_bf16(), reason="this CPU has neither avx512_bf16 nor amx_bf16")
 def test_bf16_is_named_where_the_cpu_has_it():
     assert settings("runtime=openvino", "runtime.precision=bf16").variant_name == "fp32@openvino-bf16"
+
+
+def test_flip_fusion_is_a_distinct_variant_and_leaves_other_keys_alone():
+    plain, flipped = settings("quant=static"), settings("quant=static", "eval.flip=true")
+    assert flipped.variant_name == "int8_static_qdq_minmax_500+flip" and flipped.variant_key != plain.variant_key
+    assert settings("quant=fp32", "eval.flip=true").is_reference  # the baseline of flip-fused variants
+    batch = settings("quant=static", "eval.batch_size=8")
+    assert batch.variant_key == plain.variant_key and "eval_flip" not in plain.effective()

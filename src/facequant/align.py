@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from facequant.cache import exclusive, load_npz, save_npz
 from facequant.config import AlignConfig
+from facequant.images import ImageError, image_sha256, read_rgb
 from facequant.layout import CacheLayout, FaceSetIdentity
 
 log = logging.getLogger(__name__)
-
-
-class ImageError(RuntimeError):
-    """An image file cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -34,24 +30,9 @@ class Aligned:
         return int((~self.detected).sum())
 
 
-def image_sha256(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise ImageError(f"cannot read image {path}: {exc}") from exc
-
-
 def face_set(images_dir: Path, names: list[str], cfg: AlignConfig) -> FaceSetIdentity:
     """The identity of these images' aligned faces: their content hashes and the crop settings."""
     return FaceSetIdentity(tuple(image_sha256(images_dir / n) for n in names), cfg.crop_settings())
-
-
-def read_rgb(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ImageError(f"cannot read image {path}: {exc}") from exc
 
 
 def _mtcnn(cfg: AlignConfig):

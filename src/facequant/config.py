@@ -109,22 +109,25 @@ class ModelConfig:
 
 
 Protocol = Literal["pairs", "all"]
+DatasetName = Literal["lfw", "folder"]
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Where LFW lives and which protocol to evaluate: View 2's pairs, or every image against every other."""
+    """Which images (LFW, or a folder of <identity>/<image>) and which protocol: a pairs file, or every image
+    against every other."""
 
     root: str
-    pairs: str = "pairs.txt"
+    pairs: str | None = "pairs.txt"  # lfw: View 2's pairs.txt; folder: a CSV left,right,label[,fold] or null
     images: str | None = None
     folds: int = 10
     download: bool = False
-    name: str = "lfw"
+    name: DatasetName = "lfw"
     protocol: Protocol = "pairs"
     calibration_pool: int = 500  # all: images of whole identities reserved for calibration, never evaluated
     identities: int | None = None  # all: evaluate a seeded subset of this many identities (quick runs)
     seed: int = 0  # all: the draw of the calibration identities and of the subset
+    skip_unreadable: bool = False  # true: images Pillow cannot decode are left out and counted, not an error
 
     def __post_init__(self) -> None:
         if not 1 <= self.folds <= 10:
@@ -134,6 +137,21 @@ class DatasetConfig:
             if self.protocol != "all":
                 raise ConfigError("dataset.identities selects identities for dataset.protocol=all only; drop it")
             _at_least("dataset", "identities", self.identities, 2)
+        if self.name == "lfw" and not self.pairs:
+            raise ConfigError("dataset=lfw needs dataset.pairs, the View 2 pairs file (pairs.txt)")
+        if self.name == "folder":
+            if self.protocol == "pairs" and not self.pairs:
+                raise ConfigError(
+                    "dataset=folder with dataset.protocol=pairs needs dataset.pairs=<CSV left,right,label[,fold] "
+                    "relative to dataset.root>; or use dataset.protocol=all to compare every image with every other"
+                )
+            if self.protocol == "all" and self.pairs:
+                raise ConfigError(
+                    f"dataset.pairs={self.pairs} is not used under dataset.protocol=all (every pair is evaluated); "
+                    "set dataset.protocol=pairs to evaluate that file, or dataset.pairs=null"
+                )
+            if self.download or self.images:
+                raise ConfigError("dataset.download and dataset.images are LFW's; dataset=folder reads dataset.root")
 
 
 @dataclass(frozen=True)
@@ -317,6 +335,18 @@ def min_rounds(confidence: float) -> int:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """How evaluated faces are embedded; flip fuses each face's embedding with its mirror image's (sum, then L2
+    normalisation), as published LFW figures often do."""
+
+    batch_size: int = 64
+    flip: bool = False
+
+    def __post_init__(self) -> None:
+        _at_least("eval", "batch_size", self.batch_size, 1)
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     """Where runs go."""
 
@@ -346,8 +376,8 @@ class Settings:
     runtime: RuntimeConfig
     benchmark: BenchmarkConfig
     mlflow: MlflowConfig
+    eval: EvalConfig
     cache_dir: Path
-    eval_batch_size: int = 64
     parent_run_id: str | None = None  # set by facequant's sweeper for each job of a multirun
     sensitivity: bool = False  # per-tensor SQNR against FP32; only static QDQ variants measure it
     sensitivity_faces: int = 200
@@ -369,7 +399,8 @@ class Settings:
             default = CalibrationConfig(self.calibration.method, self.calibration.num_samples)
             extra += _suffix(asdict(self.calibration), asdict(default))
         name += f"_excl{len(excluded)}" if excluded else ""
-        return name + (f"[{','.join(extra)}]" if extra else "") + self.runtime.suffix
+        flip = "+flip" if self.eval.flip else ""
+        return name + (f"[{','.join(extra)}]" if extra else "") + self.runtime.suffix + flip
 
     @property
     def is_reference(self) -> bool:
@@ -378,8 +409,10 @@ class Settings:
 
     def effective(self) -> dict[str, Any]:
         """Every setting that can change a result; jobs with equal effective settings are repeats."""
-        transient = ("mlflow", "eval_batch_size", "sensitivity", "sensitivity_faces")  # sensitivity: diagnostics only
+        transient = ("mlflow", "eval", "sensitivity", "sensitivity_faces")  # sensitivity: diagnostics only
         data = {key: value for key, value in self.as_dict().items() if key not in transient}
+        if self.eval.flip:  # runs without it keep their earlier keys
+            data["eval_flip"] = True
         data["quant"] = self.quant.effective()
         data["align"] = self.align.crop_settings()
         if self.dataset.protocol == "pairs":  # keys of the all protocol: pairs runs keep their earlier keys
@@ -411,8 +444,9 @@ _SECTIONS = {
     "runtime": RuntimeConfig,
     "benchmark": BenchmarkConfig,
     "mlflow": MlflowConfig,
+    "eval": EvalConfig,
 }
-_TOP_LEVEL = {"cache_dir", "eval_batch_size", "parent_run_id", "sensitivity", "sensitivity_faces"}
+_TOP_LEVEL = {"cache_dir", "parent_run_id", "sensitivity", "sensitivity_faces"}
 
 
 def _choices(hint: Any) -> tuple | None:
@@ -499,7 +533,6 @@ def load_settings(cfg: DictConfig) -> Settings:
     return Settings(
         **sections,
         cache_dir=Path(_absolute(str(data["cache_dir"]))),
-        eval_batch_size=int(data.get("eval_batch_size", 64)),
         parent_run_id=data.get("parent_run_id"),
         sensitivity=sensitivity,
         sensitivity_faces=faces,

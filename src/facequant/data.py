@@ -1,12 +1,13 @@
-"""LFW: View 2's pairs protocol or every image against every other, and the held-out calibration pool."""
+"""The evaluated dataset (LFW, or a folder of identities): its pairs or every image against every other, and the
+held-out calibration pool."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ IMAGE_DIRS = ("lfw-deepfunneled", "lfw_funneled", "lfw")
 
 
 class DatasetError(RuntimeError):
-    """LFW is missing, malformed or incomplete."""
+    """The dataset is missing, malformed or incomplete."""
 
 
 @dataclass(frozen=True)
@@ -32,21 +33,36 @@ class Pair:
 
 
 @dataclass(frozen=True)
-class LFW:
-    root: Path
+class Dataset:
+    """Images as '<identity>/<file>' relative to images_dir, sorted so an identity's images are adjacent, and the
+    pairs of a pairs file (None under protocol=all of a folder)."""
+
+    name: str
     images_dir: Path
-    pairs_path: Path
+    pairs_path: Path | None
     pairs: tuple[Pair, ...]
-    image_count: int
+    images: tuple[str, ...]
     fingerprint: str
+    unreadable: tuple[str, ...] = ()  # skipped under dataset.skip_unreadable=true
+
+    @property
+    def image_count(self) -> int:
+        return len(self.images)
+
+    @property
+    def source(self) -> Path:
+        """What a run's dataset input points at: the pairs file, else the images folder."""
+        return self.pairs_path or self.images_dir
 
     def evaluated(self, folds: int) -> tuple[Pair, ...]:
         return tuple(p for p in self.pairs if p.fold < folds)
 
-    @cached_property
-    def images(self) -> list[str]:
-        """Every image, as '<identity>/<file>' relative to images_dir, sorted, so an identity's images are adjacent."""
-        return sorted(os.path.relpath(p, self.images_dir) for p in self.images_dir.rglob("*.jpg"))
+    def without(self, skipped: list[str]) -> Dataset:
+        """The dataset without these images and the pairs that use them."""
+        gone = set(skipped)
+        pairs = tuple(p for p in self.pairs if p.left not in gone and p.right not in gone)
+        images = tuple(i for i in self.images if i not in gone)
+        return replace(self, pairs=pairs, images=images, unreadable=tuple(sorted(gone)))
 
 
 def image_name(person: str, index: str, line_no: int, path: Path) -> str:
@@ -123,7 +139,7 @@ def _download(root: Path) -> None:
         ) from exc
 
 
-def load_lfw(cfg: DatasetConfig) -> LFW:
+def load_lfw(cfg: DatasetConfig) -> Dataset:
     """Locate, download if allowed, parse and check LFW; every pair image must exist."""
     root = Path(cfg.root).expanduser()
     layout = _find_layout(root, cfg)
@@ -147,9 +163,9 @@ def load_lfw(cfg: DatasetConfig) -> LFW:
         raise DatasetError(
             f"{len(missing)} image(s) named in {pairs_path} are missing from {images_dir}, e.g. {missing[0]}"
         )
-    count = sum(1 for _ in images_dir.rglob("*.jpg"))
+    images = tuple(sorted(os.path.relpath(p, images_dir) for p in images_dir.rglob("*.jpg")))
     digest = hashlib.sha256(pairs_path.read_bytes()).hexdigest()
-    return LFW(root, images_dir, pairs_path, pairs, count, f"{digest[:16]}-{count}")
+    return Dataset("lfw", images_dir, pairs_path, pairs, images, f"{digest[:16]}-{len(images)}")
 
 
 def pairs_digest(pairs: tuple[Pair, ...]) -> str:
@@ -180,7 +196,7 @@ class IdentitySplit:
     evaluation: list[str]
 
 
-def split_identities(images: list[str], pool: int, seed: int, identities: int | None = None) -> IdentitySplit:
+def split_identities(images: Sequence[str], pool: int, seed: int, identities: int | None = None) -> IdentitySplit:
     """Walk the identities in a seeded random order, reserving each one that keeps the reserve within pool images,
     until it holds exactly pool (singletons make that reachable); optionally keep a seeded subset of the rest.
 
@@ -220,10 +236,10 @@ def split_identities(images: list[str], pool: int, seed: int, identities: int | 
     )
 
 
-def unpaired_images(lfw: LFW) -> list[str]:
-    """The LFW images that no pair of the pairs protocol uses: the default pool of held-out faces."""
-    used = set(pair_images(lfw.pairs))
-    return [image for image in lfw.images if image not in used]
+def unpaired_images(dataset: Dataset) -> list[str]:
+    """The images that no pair of the pairs protocol uses: the default pool of held-out faces."""
+    used = set(pair_images(dataset.pairs))
+    return [image for image in dataset.images if image not in used]
 
 
 def _draw(pool: list[str], count: int, seed: int) -> list[str]:
@@ -231,10 +247,10 @@ def _draw(pool: list[str], count: int, seed: int) -> list[str]:
     return [pool[i] for i in sorted(picked)]
 
 
-def calibration_images(lfw: LFW, num_samples: int, seed: int, pool: list[str] | None = None) -> list[str]:
-    """Draw calibration images, with a seed, from the pool: by default the LFW images that no pair of the pairs
+def calibration_images(dataset: Dataset, num_samples: int, seed: int, pool: list[str] | None = None) -> list[str]:
+    """Draw calibration images, with a seed, from the pool: by default the images that no pair of the pairs
     protocol uses."""
-    pool = unpaired_images(lfw) if pool is None else pool
+    pool = unpaired_images(dataset) if pool is None else pool
     if num_samples > len(pool):
         raise DatasetError(
             f"calibration.num_samples={num_samples} but only {len(pool)} held-out images are in the calibration "
@@ -244,12 +260,12 @@ def calibration_images(lfw: LFW, num_samples: int, seed: int, pool: list[str] | 
 
 
 def held_out_images(
-    lfw: LFW, count: int, seed: int, calibration: list[str], pool: list[str] | None = None
+    dataset: Dataset, count: int, seed: int, calibration: list[str], pool: list[str] | None = None
 ) -> list[str]:
     """Draw images the same seeded way from the calibration pool (as calibration_images) minus the calibration
     images: disjoint from them and from every evaluated image."""
     taken = set(calibration)
-    rest = [name for name in (unpaired_images(lfw) if pool is None else pool) if name not in taken]
+    rest = [name for name in (unpaired_images(dataset) if pool is None else pool) if name not in taken]
     if count > len(rest):
         raise DatasetError(
             f"sensitivity_faces={count} but only {len(rest)} held-out images are in the calibration pool outside the "

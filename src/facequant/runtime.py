@@ -127,13 +127,23 @@ def open_session(model_path: Path, cfg: RuntimeConfig = ORT, threads: int = 0, o
 
 
 def embed(
-    model_path: Path, faces: np.ndarray, spec: InputSpec, batch_size: int = 64, cfg: RuntimeConfig = ORT
+    model_path: Path,
+    faces: np.ndarray,
+    spec: InputSpec,
+    batch_size: int = 64,
+    cfg: RuntimeConfig = ORT,
+    flip: bool = False,
 ) -> np.ndarray:
     """Embeddings of uint8 NHWC RGB faces on the configured runtime, fed as spec says, batch by batch to bound
-    memory."""
+    memory; with flip, each is the L2-normalised sum of the face's and its mirror image's."""
     sess = open_session(model_path, cfg, threads=job_cpus() or 0, output=spec.output)  # jobs in parallel share cores
     out = []
-    desc = f"embedding {model_path.name} ({name(cfg)})"
+    desc = f"embedding {model_path.name} ({name(cfg)}{', flip-fused' if flip else ''})"
     for start in tqdm(range(0, len(faces), batch_size), desc=desc, unit="batch"):
-        out.append(sess.run(preprocess(faces[start : start + batch_size], spec)))
+        batch = faces[start : start + batch_size]
+        emb = sess.run(preprocess(batch, spec))
+        if flip:
+            emb = emb + sess.run(preprocess(np.ascontiguousarray(batch[:, :, ::-1]), spec))
+            emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        out.append(emb)
     return np.concatenate(out)

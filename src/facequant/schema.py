@@ -39,6 +39,10 @@ class Param(StrEnum):
     """Params that readers use; the job logs the whole flattened config, these among them."""
 
     MODEL_NAME = "model.name"
+    EVAL_FLIP = "eval.flip"
+    DATASET_NAME = "dataset.name"
+    DATASET_ROOT = "dataset.root"
+    DATASET_PAIRS = "dataset.pairs"
     DATASET_FOLDS = "dataset.folds"
     DATASET_PROTOCOL = "dataset.protocol"
     DATASET_CALIBRATION_POOL = "dataset.calibration_pool"
@@ -160,6 +164,7 @@ class Metric(StrEnum):
     ONNX_PARITY = "onnx_parity_max_abs_diff"
     N_PAIRS = "n_pairs"
     N_IMAGES = "n_images"
+    N_UNREADABLE = "n_unreadable"  # images left out because Pillow cannot decode them (dataset.skip_unreadable)
     ALIGN_FALLBACKS = "align_fallbacks"
     ALIGN_COMPUTED = "align_computed"
     EVAL_CACHED = "eval_cached"
@@ -233,6 +238,7 @@ DRIFT_CSV = "embedding_cosine.csv"  # every evaluated image's FP32-vs-variant em
 DRIFT_PNG = "drift_faces.png"  # the 16 most-drifted faces
 GENUINE_CSV = "genuine_scores.csv"  # protocol=all: every genuine pair's images and score
 IMPOSTOR_HISTOGRAM_CSV = "impostor_histogram.csv"  # protocol=all: impostor counts per score bin of 1e-4
+UNREADABLE_TXT = "unreadable.txt"  # dataset.skip_unreadable=true: the images left out, one per line
 ROC_CSV = "roc.csv"  # protocol=all: FAR and TAR at every bin edge
 SENSITIVITY_CSV = "sensitivity.csv"  # one row per quantized tensor, columns SENSITIVITY_COLUMNS
 SENSITIVITY_PNG = "sensitivity.png"  # SQNR along the network's depth
@@ -249,13 +255,15 @@ REPORT_DIR = "report"
 
 @dataclass(frozen=True)
 class GroupKey:
-    """Runs are comparable only within one model's weights, one dataset, one fold count and one protocol."""
+    """Runs are comparable only within one model's weights, one dataset, one fold count, one protocol and one way of
+    embedding (with or without flip fusion)."""
 
     weights_sha256: str | None
     dataset_fingerprint: str | None
     folds: str | None
     model: str | None
     protocol: str = "pairs"
+    flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -312,6 +320,7 @@ class RunRecord:
             self.params.get(Param.DATASET_FOLDS),
             self.params.get(Param.MODEL_NAME),
             self.protocol,
+            self.params.get(Param.EVAL_FLIP) == "True",
         )
 
     @property

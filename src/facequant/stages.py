@@ -16,16 +16,7 @@ from facequant.align import Aligned, ensure_aligned, face_set, load_aligned
 from facequant.benchmark import Model, measure
 from facequant.cache import exclusive, key_of, load_npz, save_npz, sha256_file
 from facequant.config import RuntimeConfig, Settings
-from facequant.data import (
-    LFW,
-    Pair,
-    calibration_images,
-    identity_index,
-    load_lfw,
-    pair_images,
-    pairs_digest,
-    split_identities,
-)
+from facequant.data import Dataset, Pair, identity_index, pairs_digest
 from facequant.evaluate import Verification, cosine_scores, verification_metrics
 from facequant.export import export_onnx, model_identity, onnx_file
 from facequant.layout import CacheLayout, FaceSetIdentity, ModelIdentity, ScoresIdentity, VariantIdentity
@@ -34,6 +25,7 @@ from facequant.onnxmodel import InputSpec
 from facequant.paired import embedding_drift, paired_metrics
 from facequant.quantize import build_variant, pre_process, quantizer
 from facequant.schema import Metric
+from facequant.selection import select
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +37,7 @@ class EvalData:
     """The evaluated pairs and their distinct images, aligned into the cache; faces are loaded on demand.
     Under protocol=all, pairs is empty: every image of names is paired with every other, identity tells genuine."""
 
-    lfw: LFW
+    lfw: Dataset
     pairs: tuple[Pair, ...]
     names: list[str]
     faces_id: FaceSetIdentity
@@ -93,7 +85,12 @@ class EvalData:
         return load_aligned(images, self.calibration_names, self.calibration_id, self.settings.align, self.layout).faces
 
     def metrics(self) -> dict[Metric, float]:
-        return {Metric.N_PAIRS: self.n_pairs, Metric.N_IMAGES: len(self.names), Metric.ALIGN_COMPUTED: self.computed}
+        return {
+            Metric.N_PAIRS: self.n_pairs,
+            Metric.N_IMAGES: len(self.names),
+            Metric.N_UNREADABLE: len(self.lfw.unreadable),
+            Metric.ALIGN_COMPUTED: self.computed,
+        }
 
     @property
     def digest(self) -> str:
@@ -117,20 +114,16 @@ class EvalData:
 
 
 def prepare_data(settings: Settings, layout: CacheLayout) -> EvalData:
-    """Parse LFW, draw the calibration images of a static variant, and align every evaluated image."""
-    lfw = load_lfw(settings.dataset)
-    calib, dataset = settings.calibration, settings.dataset
-    if dataset.protocol == "all":
-        split = split_identities(lfw.images, dataset.calibration_pool, dataset.seed, dataset.identities)
-        pairs, names, pool = (), split.evaluation, split.calibration
-    else:
-        pairs = lfw.evaluated(dataset.folds)
-        names, pool = pair_images(pairs), None
-    faces_id = face_set(lfw.images_dir, names, settings.align)
-    calib_names = calibration_images(lfw, calib.num_samples, calib.seed, pool) if calib else []
-    calib_id = face_set(lfw.images_dir, calib_names, settings.align) if calib else None
-    computed = ensure_aligned(lfw.images_dir, names, faces_id, settings.align, layout)
-    return EvalData(lfw, pairs, names, faces_id, calib_names, calib_id, settings, layout, computed, pool)
+    """Load the dataset, select the evaluated and calibration images, and align every evaluated image."""
+    crop = settings.align.crop_settings()
+    chosen = select(settings, lambda sha: layout.aligned(crop, sha).is_file())
+    dataset, names = chosen.dataset, chosen.names
+    faces_id = face_set(dataset.images_dir, names, settings.align)
+    calib_id = face_set(dataset.images_dir, chosen.calibration, settings.align) if settings.calibration else None
+    computed = ensure_aligned(dataset.images_dir, names, faces_id, settings.align, layout)
+    return EvalData(
+        dataset, chosen.pairs, names, faces_id, chosen.calibration, calib_id, settings, layout, computed, chosen.pool
+    )
 
 
 @dataclass(frozen=True)
@@ -226,14 +219,16 @@ def embed_faces(data: EvalData, model: Path, spec: InputSpec, engine: RuntimeCon
     from the cache, which keys them by the file's sha256, how it is fed, the runtime with its precision, and the
     aligned set."""
     pairs = "all" if data.all_pairs else pairs_digest(data.pairs)
-    identity = ScoresIdentity(sha256_file(model), spec.describe(), pairs, data.faces_id.key, runtime.name(engine))
+    flip = data.settings.eval.flip
+    feeding = spec.describe() + (" +flip" if flip else "")  # entries without flip keep their earlier keys
+    identity = ScoresIdentity(sha256_file(model), feeding, pairs, data.faces_id.key, runtime.name(engine))
     path = data.layout.scores(identity)
     with exclusive(path):
         cached = load_npz(path, ("fallbacks", "embeddings"))
         if cached is not None:
             return cached["embeddings"], int(cached["fallbacks"]), True
         aligned = data.faces()
-        emb = runtime.embed(model, aligned.faces, spec, data.settings.eval_batch_size, engine)
+        emb = runtime.embed(model, aligned.faces, spec, data.settings.eval.batch_size, engine, flip)
         save_npz(path, fallbacks=np.array(aligned.fallbacks), embeddings=emb)
     return emb, aligned.fallbacks, False
 

@@ -16,6 +16,7 @@ from facequant.report.rule import Rule
 from facequant.report.sections import (
     HEADLINE,
     comparison_lines,
+    dataset_label,
     params,
     recommendation_lines,
     summary_lines,
@@ -114,9 +115,11 @@ def group_section(
 
 
 def _protocol(runs: Sequence[RunRecord]) -> str:
+    flip = "; embeddings fused with the mirror image's" if runs[0].group.flip else ""
     if runs[0].protocol == "all":
-        return "every image against every other"
-    return f"{params(runs, Param.DATASET_FOLDS)} folds of View 2's pairs"
+        return "every image against every other" + flip
+    pairs = "View 2's pairs" if dataset_label(runs) == "LFW" else params(runs, Param.DATASET_PAIRS)
+    return f"{params(runs, Param.DATASET_FOLDS)} folds of {pairs}{flip}"
 
 
 def build_report(
@@ -161,7 +164,7 @@ def build_report(
     files = []
     for i, group in enumerate(split):
         lines += [
-            f"## {params(group, Param.MODEL_NAME)} on LFW ({_protocol(group)}, dataset "
+            f"## {params(group, Param.MODEL_NAME)} on {dataset_label(group)} ({_protocol(group)}, dataset "
             f"{tags(group, Tag.DATASET_FINGERPRINT)})",
             "",
         ]

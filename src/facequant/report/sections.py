@@ -35,6 +35,13 @@ def tags(runs: Iterable[RunRecord], name: Tag) -> str:
     return distinct(runs, lambda run: run.tag(name))
 
 
+def dataset_label(runs: Sequence[RunRecord]) -> str:
+    """LFW, or a folder dataset by its root; runs before dataset.name was logged are LFW's."""
+    if all(run.param(Param.DATASET_NAME) in (None, "lfw") for run in runs):
+        return "LFW"
+    return f"folder {params(runs, Param.DATASET_ROOT)}"
+
+
 def size_phrase(ratio: float) -> str:
     """A size change in words that cannot overstate it: percent below a 10% cut, 'N.NNx' above."""
     if math.isnan(ratio):
@@ -259,6 +266,8 @@ def quantization_detail(run: RunRecord) -> str:
                 "the reserved calibration identities"
                 if run.protocol == "all"
                 else "the LFW images no evaluation pair uses"
+                if run.param(Param.DATASET_NAME) in (None, "lfw")
+                else "the identities no evaluation pair uses"
             )
         )
     return f"FP32 ONNX export (opset {p(Param.ONNX_OPSET)})"
@@ -299,7 +308,7 @@ def _data_lines(runs: Sequence[RunRecord], table: Table) -> list[str]:
     resolution = fmt(_first(table.rows, Metric.FAR_RESOLUTION), ".1e")
     if runs[0].protocol == "all":
         return [
-            f"- Dataset: LFW, fingerprint {tags(runs, Tag.DATASET_FINGERPRINT)}: every pair of "
+            f"- Dataset: {dataset_label(runs)}, fingerprint {tags(runs, Tag.DATASET_FINGERPRINT)}: every pair of "
             f"{fmt(_first(table.rows, Metric.N_IMAGES), '.0f')} images "
             f"({fmt(_first(table.rows, Metric.N_PAIRS), ',.0f')} pairs), whole identities reserved for calibration "
             "(dataset.calibration_pool "
@@ -309,9 +318,9 @@ def _data_lines(runs: Sequence[RunRecord], table: Table) -> list[str]:
             "n/a. ROC AUC and EER come from scores binned at 1e-4.",
         ]
     return [
-        f"- Dataset: LFW, fingerprint {tags(runs, Tag.DATASET_FINGERPRINT)}, "
+        f"- Dataset: {dataset_label(runs)}, fingerprint {tags(runs, Tag.DATASET_FINGERPRINT)}, "
         f"{fmt(_first(table.rows, Metric.N_PAIRS), '.0f')} pairs from {params(runs, Param.DATASET_FOLDS)} fold(s) of "
-        "pairs.txt; accuracy is 10-fold (threshold chosen on the other folds).",
+        f"{params(runs, Param.DATASET_PAIRS)}; accuracy is 10-fold (threshold chosen on the other folds).",
         f"- FAR resolution: {resolution} (1 / impostor pairs): "
         "TAR@FAR=1e-4 is read at zero false accepts, and TAR@FAR=1e-3 allows floor(1e-3 x impostors) of them.",
     ]
