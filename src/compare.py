@@ -23,7 +23,8 @@ def main(cfg: DictConfig) -> None:
     gated = gated_variants(OmegaConf.to_container(cfg.gate) if OmegaConf.is_config(cfg.gate) else cfg.gate)
     mlflow_cfg = MlflowConfig(**cfg.mlflow)
     rule = Rule(cfg.max_drop, cfg.max_tar_drop, cfg.far)
-    result = compare(mlflow_cfg, cfg.sweep, cfg.filter, Path(cfg.out) if cfg.out else None, rule)
+    sweeps = OmegaConf.to_container(cfg.sweep) if OmegaConf.is_config(cfg.sweep) else cfg.sweep
+    result = compare(mlflow_cfg, sweeps, cfg.filter, Path(cfg.out) if cfg.out else None, rule)
     print(f"report written to {result.report}")
     print(f"MLflow runs: {tracking.ui_link(mlflow_cfg.tracking_uri, result.experiment_id)}")
     if gated is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,10 +83,11 @@ def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
 
 
 def compare(
-    cfg: MlflowConfig, sweep: str | None, filter_string: str | None, out: Path | None, rule: Rule
+    cfg: MlflowConfig, sweeps: str | Sequence[str] | None, filter_string: str | None, out: Path | None, rule: Rule
 ) -> Comparison:
-    """Select the runs (a sweep's children by default), build the report from them and log it."""
-    runs, sweep = tracking.select_runs(cfg, sweep, filter_string)
+    """Select the runs (the latest sweep's children by default, or of several sweeps, or all), build the report
+    from them and log it: to the sweep's parent, or to a new comparison run when they span several."""
+    runs, sweep = tracking.select_runs(cfg, sweeps, filter_string)
     out = out or Path("reports") / (sweep or "comparison-" + time.strftime("%Y%m%d-%H%M%S"))
     curves, tensors = {}, {}
     with tempfile.TemporaryDirectory(prefix="facequant-scores-") as tmp:

@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -328,37 +328,57 @@ class SelectionError(LookupError):
     """No runs match what compare was asked to report on."""
 
 
-def select_runs(cfg: MlflowConfig, sweep: str | None, filter_string: str | None) -> tuple[list[RunRecord], str | None]:
-    """Runs to compare, oldest first: the children of `sweep`, else of the latest sweep, else every job run of
-    the experiment; `filter_string` (MLflow search syntax) narrows them. Returns the runs and the sweep id."""
+ALL_SWEEPS = "all"
+
+
+def _sweep_experiment(client: mlflow.MlflowClient, sweep: str, uri: str) -> str:
+    try:
+        return client.get_run(sweep).info.experiment_id
+    except MlflowException:
+        raise SelectionError(
+            f"no run {sweep} at {uri}: pass sweep=<run id of a sweep parent> (see the parent runs tagged "
+            f"facequant_sweep=true), sweep=[id1,id2] for several, sweep={ALL_SWEEPS} for every job run of the "
+            "experiment, or leave sweep unset for the latest sweep"
+        ) from None
+
+
+def select_runs(
+    cfg: MlflowConfig, sweep: str | Sequence[str] | None, filter_string: str | None
+) -> tuple[list[RunRecord], str | None]:
+    """Runs to compare, oldest first: the children of `sweep` (one parent id or several), of the latest sweep when
+    unset, or every job run of the experiment for sweep=all; `filter_string` (MLflow search syntax) narrows them.
+    Returns the runs and the one sweep they came from (None when several or all)."""
     use_store(cfg.tracking_uri)
     client = mlflow.MlflowClient()
-    if sweep is not None:
-        try:
-            experiment_id = client.get_run(sweep).info.experiment_id
-        except MlflowException:
-            raise SelectionError(
-                f"no run {sweep} at {cfg.tracking_uri}: pass sweep=<run id of a sweep parent> (see the parent runs "
-                "tagged facequant_sweep=true), or leave sweep unset for the latest sweep"
-            ) from None
+    sweeps = [sweep] if isinstance(sweep, str) else list(sweep or [])
+    if sweeps and sweeps != [ALL_SWEEPS]:
+        experiments = {_sweep_experiment(client, s, cfg.tracking_uri) for s in sweeps}
+        if len(experiments) > 1:
+            raise SelectionError(f"sweeps {', '.join(sweeps)} are in different experiments; compare them one at a time")
+        experiment_id = experiments.pop()
     else:
         experiment = client.get_experiment_by_name(cfg.experiment)
         if experiment is None:
             raise SelectionError(f"no experiment {cfg.experiment!r} at {cfg.tracking_uri}; set mlflow.experiment")
         experiment_id = experiment.experiment_id
-        latest = _search(experiment_id, f"tags.{Tag.SWEEP} = 'true'", order="DESC", limit=1)
-        sweep = latest[0].run_id if latest else None
-    filters = [_parent_filter(sweep)] if sweep else []
-    filters += [filter_string] if filter_string else []
+        if not sweeps:
+            latest = _search(experiment_id, f"tags.{Tag.SWEEP} = 'true'", order="DESC", limit=1)
+            sweeps = [latest[0].run_id] if latest else []
+    parents = [] if sweeps == [ALL_SWEEPS] else sweeps
+    runs = []
     try:
-        runs = _search(experiment_id, " and ".join(filters))
+        for parent in parents or [None]:
+            filters = ([_parent_filter(parent)] if parent else []) + ([filter_string] if filter_string else [])
+            runs += _search(experiment_id, " and ".join(filters))
     except MlflowException as exc:
         raise SelectionError(f"MLflow rejected the filter {filter_string!r}: {exc.message}") from None
-    runs = [r for r in runs if r.tag(Tag.SWEEP) is None and r.tag(Tag.COMPARISON) is None]
+    runs = sorted(
+        (r for r in runs if r.tag(Tag.SWEEP) is None and r.tag(Tag.COMPARISON) is None), key=lambda r: r.start_time
+    )
+    where = f"sweep(s) {', '.join(parents)}" if parents else f"experiment {cfg.experiment!r}"
     if not runs:
-        where = f"sweep {sweep}" if sweep else f"experiment {cfg.experiment!r}"
         raise SelectionError(f"no runs in {where}" + (f" match {filter_string!r}" if filter_string else ""))
-    return runs, sweep
+    return runs, parents[0] if len(parents) == 1 else None
 
 
 def download_artifact(run_id: str, path: str, dst: Path) -> Path | None:
