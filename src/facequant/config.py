@@ -6,7 +6,7 @@ import logging
 import os
 import types
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -376,8 +376,8 @@ class Settings:
     runtime: RuntimeConfig
     benchmark: BenchmarkConfig
     mlflow: MlflowConfig
-    eval: EvalConfig
     cache_dir: Path
+    eval: EvalConfig = field(default_factory=EvalConfig)
     parent_run_id: str | None = None  # set by facequant's sweeper for each job of a multirun
     sensitivity: bool = False  # per-tensor SQNR against FP32; only static QDQ variants measure it
     sensitivity_faces: int = 200

@@ -11,7 +11,7 @@ import pandas as pd
 from facequant.cache import key_of
 from facequant.config import DatasetConfig
 from facequant.data import Dataset, DatasetError, Pair
-from facequant.images import IMAGE_SUFFIXES
+from facequant.images import IMAGE_SUFFIXES, ImageError, image_sha256
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,17 @@ def parse_pairs_csv(path: Path, images: tuple[str, ...]) -> tuple[Pair, ...]:
     return tuple(pairs)
 
 
+def _contents(root: Path, images: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Each image's name and content hash (hashed once per process), so an edited photo changes the fingerprint."""
+    out = []
+    for name in images:
+        try:
+            out.append((name, image_sha256(root / name)))
+        except ImageError:
+            out.append((name, "unreadable"))  # named, or skipped, when the job selects its images
+    return out
+
+
 def load_folder(cfg: DatasetConfig) -> Dataset:
     """The images of a folder of identities, and the pairs of dataset.pairs (a CSV, relative to the root) if set."""
     root = Path(cfg.root).expanduser()
@@ -119,17 +130,16 @@ def load_folder(cfg: DatasetConfig) -> Dataset:
             raise DatasetError(f"dataset.pairs={cfg.pairs}: {pairs_path} is not a file; give a CSV relative to root")
         pairs = parse_pairs_csv(pairs_path, images)
         available = 1 + max(p.fold for p in pairs)
-        if cfg.folds > available:
+        if 1 < available < cfg.folds:
             raise DatasetError(
-                f"dataset.folds={cfg.folds} but {pairs_path} has {available} fold(s); set dataset.folds<={available} "
-                "(a file without a fold column is one fold, split 10 ways stratified)"
+                f"dataset.folds={cfg.folds} but {pairs_path} has {available} folds; set dataset.folds<={available}"
             )
         counts = [sum(p.label == label for p in pairs if p.fold < cfg.folds) for label in (1, 0)]
-        if cfg.folds == 1 and min(counts) < 10:
+        if available == 1 and min(counts) < 10:
             raise DatasetError(
                 f"{pairs_path}: {counts[0]} genuine and {counts[1]} impostor pairs in one fold; its 10-fold accuracy "
-                "needs at least 10 of each: add pairs, or give a fold column and set dataset.folds"
+                "needs at least 10 of each: add pairs, or give a fold column"
             )
         pairs_digest = hashlib.sha256(pairs_path.read_bytes()).hexdigest()
-    fingerprint = f"{key_of([images, pairs_digest])[:16]}-{len(images)}"
+    fingerprint = f"{key_of([_contents(root, images), pairs_digest])[:16]}-{len(images)}"
     return Dataset("folder", root, pairs_path, pairs, images, fingerprint)
