@@ -25,10 +25,11 @@ from hydra import compose, initialize_config_dir
 
 from facequant import runtime
 from facequant.benchmark import interleaved, speedup
-from facequant.config import RuntimeConfig, Settings, load_settings
+from facequant.config import Settings, load_settings
 from facequant.cpu import has_bf16, machine_info
 from facequant.layout import CacheLayout
 from facequant.schema import Param
+from facequant.stage_config import RuntimeConfig
 from facequant.stages import export_model, prepare_data, quantize_model
 
 REPO = Path(__file__).resolve().parents[1]

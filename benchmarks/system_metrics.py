@@ -26,9 +26,9 @@ import numpy as np
 
 from facequant import tracking
 from facequant.benchmark import Interval, median_interval
-from facequant.config import MlflowConfig, min_rounds
 from facequant.cpu import machine_info
 from facequant.schema import Param
+from facequant.stage_config import MlflowConfig, min_rounds
 
 MONITOR_THREAD = "SystemMetricsMonitor"  # the name MLflow gives its sampling thread
 SAMPLING_INTERVAL_ENV = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"

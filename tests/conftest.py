@@ -55,8 +55,8 @@ def lfw_root():
 
 @pytest.fixture(scope="session")
 def lfw(lfw_root):
-    from facequant.config import DatasetConfig
     from facequant.data import load_lfw
+    from facequant.stage_config import DatasetConfig
 
     return load_lfw(DatasetConfig(root=str(lfw_root)))
 
@@ -64,8 +64,8 @@ def lfw(lfw_root):
 @pytest.fixture(scope="session")
 def msceleb128():
     """The real Sandberg 20170512-110547 weights as (torch module, ModelInfo)."""
-    from facequant.config import ModelConfig
     from facequant.models import load_model
+    from facequant.stage_config import ModelConfig
 
     _weights_reachable()
     return load_model(ModelConfig(name="msceleb128", preprocess="per_image", weights_dir=str(WEIGHTS_DIR)))
@@ -75,9 +75,9 @@ def msceleb128():
 def aligned_sample(lfw, tmp_path_factory):
     """64 real calibration-pool faces, aligned once per session in a fresh cache."""
     from facequant.align import align_images
-    from facequant.config import AlignConfig
     from facequant.data import calibration_images
     from facequant.layout import CacheLayout
+    from facequant.stage_config import AlignConfig
 
     names = calibration_images(lfw, 64, seed=1)
     return align_images(lfw.images_dir, names, AlignConfig(), CacheLayout(tmp_path_factory.mktemp("cache")))

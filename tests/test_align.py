@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from facequant.align import align_images
-from facequant.config import AlignConfig
 from facequant.images import ImageError
 from facequant.layout import CacheLayout
+from facequant.stage_config import AlignConfig
 
 CFG = AlignConfig(batch_size=4)
 

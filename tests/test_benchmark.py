@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from facequant.benchmark import interleaved, measure, median_interval, speedup
-from facequant.config import BenchmarkConfig, ConfigError, min_rounds
 from facequant.schema import Metric, at_threads
+from facequant.stage_config import BenchmarkConfig, ConfigError, min_rounds
 
 
 class FakeCPU:

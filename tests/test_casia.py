@@ -24,10 +24,10 @@ from facequant.casia import (
     graph_scope,
     record_parity,
 )
-from facequant.config import ModelConfig
 from facequant.models import load_model
 from facequant.onnxmodel import InputSpec
 from facequant.runtime import preprocess
+from facequant.stage_config import ModelConfig
 from facequant.tfgraph import FrozenGraph, graph_def_class
 from facequant.weights import WeightsError
 from helpers import WEIGHTS_DIR
@@ -178,8 +178,8 @@ def test_without_github_and_pypi_the_error_names_both_files(offline, tmp_path, m
 
 def test_load_model_offline_converts_the_graph(offline, graph_path, lfw, tmp_path):
     from facequant.align import align_images
-    from facequant.config import AlignConfig
     from facequant.layout import CacheLayout
+    from facequant.stage_config import AlignConfig
 
     net, info = load_model(ModelConfig(name="casia_webface", preprocess="fixed", weights_dir=str(WEIGHTS_DIR)))
     assert info.source == GRAPH_SOURCE and GRAPH_SHA256 in info.source

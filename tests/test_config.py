@@ -6,8 +6,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
-from facequant.config import QUANT_DEFAULTS, CalibrationConfig, ConfigError, load_settings
+from facequant.config import load_settings
 from facequant.cpu import has_bf16
+from facequant.stage_config import QUANT_DEFAULTS, CalibrationConfig, ConfigError
 from helpers import REPO
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from facequant.config import ConfigError, MlflowConfig
+from facequant.stage_config import ConfigError, MlflowConfig
 from facequant.sweep import check_launcher
 from facequant.tracking import Terminated, handle_sigterm, job_run
 from helpers import REPO, all_runs, job_runs, parents, run_compare

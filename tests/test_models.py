@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from facequant.config import ConfigError, ModelConfig
 from facequant.models import build_backbone, load_model
 from facequant.onnxmodel import InputSpec
 from facequant.runtime import preprocess
+from facequant.stage_config import ConfigError, ModelConfig
 from facequant.weights import WeightsError
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from facequant.config import RuntimeConfig
 from facequant.cpu import has_bf16
 from facequant.runtime import ORT, name
+from facequant.stage_config import RuntimeConfig
 from helpers import job_runs, main
 
 

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facequant.config import DatasetConfig
 from facequant.data import identity_of, load_lfw, split_identities
 from facequant.schema import (
     DRIFT_CSV,
@@ -15,6 +14,7 @@ from facequant.schema import (
     ROC_CSV,
     Metric,
 )
+from facequant.stage_config import DatasetConfig
 from helpers import LFW_ROOT, job_runs, main, run_compare, share_aligned
 
 IDENTITIES = 40

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from facequant.config import CalibrationConfig, QuantConfig
 from facequant.onnxmodel import InputSpec
 from facequant.quantize import QuantizationError, build_variant, calibration_ranges, check_runnable, pre_process
+from facequant.stage_config import CalibrationConfig, QuantConfig
 
 
 @pytest.fixture(scope="module")

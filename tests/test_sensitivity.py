@@ -21,7 +21,6 @@ from onnxruntime.quantization.qdq_loss_debug import (
     modify_model_output_intermediate_tensors,
 )
 
-from facequant.config import CalibrationConfig, QuantConfig
 from facequant.data import (
     DatasetError,
     calibration_images,
@@ -38,6 +37,7 @@ from facequant.report.sensitivity import sensitivity_lines
 from facequant.report.table import variant_table
 from facequant.schema import SENSITIVITY_COLUMNS, Metric, Param
 from facequant.sensitivity import activation_errors, fused_relus, measure, sensitivity_metrics, weight_sqnr, worst
+from facequant.stage_config import CalibrationConfig, QuantConfig
 from helpers import logged_model
 from test_config import settings
 from test_report import fp32 as fp32_run

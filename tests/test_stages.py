@@ -6,7 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from facequant.config import (
+from facequant.config import Settings
+from facequant.data import pair_images
+from facequant.export import read_metadata
+from facequant.layout import CacheLayout
+from facequant.stage_config import (
     QUANT_DEFAULTS,
     AlignConfig,
     BenchmarkConfig,
@@ -14,11 +18,7 @@ from facequant.config import (
     MlflowConfig,
     ModelConfig,
     RuntimeConfig,
-    Settings,
 )
-from facequant.data import pair_images
-from facequant.export import read_metadata
-from facequant.layout import CacheLayout
 from facequant.stages import EvalData, evaluate_model, export_model, prepare_data, quantize_model
 from helpers import WEIGHTS_DIR, share_aligned
 

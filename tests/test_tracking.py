@@ -4,8 +4,9 @@ import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 
-from facequant.config import MlflowConfig, load_settings
+from facequant.config import load_settings
 from facequant.schema import Param, Tag
+from facequant.stage_config import MlflowConfig
 from facequant.sweep import parent_override
 from facequant.tracking import flatten, job_run, log_metrics, log_params, sweep_run
 from helpers import CALIBRATION_DIGEST, EVALUATION_DIGEST, REPO, log_data_sets

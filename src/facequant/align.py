@@ -12,9 +12,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from facequant.cache import exclusive, load_npz, save_npz
-from facequant.config import AlignConfig
 from facequant.images import ImageError, image_sha256, read_rgb
 from facequant.layout import CacheLayout, FaceSetIdentity
+from facequant.stage_config import AlignConfig
 
 log = logging.getLogger(__name__)
 

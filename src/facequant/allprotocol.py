@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from facequant.allpairs import BINS, Scan, bootstrap_tar_drops, scan
-from facequant.config import RuntimeConfig
 from facequant.onnxmodel import InputSpec
 from facequant.paired import embedding_drift, flip_metrics
 from facequant.plots import plot_all_histogram, plot_roc_points
@@ -25,6 +24,7 @@ from facequant.schema import (
     TAR_DROP_AT_FAR,
     Metric,
 )
+from facequant.stage_config import RuntimeConfig
 from facequant.stages import EvalData, Paired, embed_faces
 
 RESAMPLES = 1000  # identity bootstrap resamples of the TAR drops

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from facequant.config import BenchmarkConfig
 from facequant.schema import Metric, at_threads
+from facequant.stage_config import BenchmarkConfig
 
 Model = Callable[[np.ndarray], object]  # one inference call
 Clock = Callable[[], float]

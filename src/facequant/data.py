@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from facequant.cache import key_of
-from facequant.config import DatasetConfig
+from facequant.stage_config import DatasetConfig
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from torch import nn
 
 from facequant import runtime
 from facequant.cache import atomic_path, exclusive, sha256_file, verified_file, write_file_record
-from facequant.config import ModelConfig
 from facequant.layout import ModelIdentity
 from facequant.models import ModelInfo
 from facequant.onnxmodel import INPUT, OUTPUT, InputSpec, check_embeddings, read_interface
+from facequant.stage_config import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from facequant.cache import key_of
-from facequant.config import DatasetConfig
 from facequant.data import Dataset, DatasetError, Pair
 from facequant.images import IMAGE_SUFFIXES, ImageError, image_sha256
+from facequant.stage_config import DatasetConfig
 
 log = logging.getLogger(__name__)
 

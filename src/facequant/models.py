@@ -12,7 +12,7 @@ from torch import nn
 
 from facequant.cache import sha256_file
 from facequant.casia import GRAPH_SOURCE, WHEEL, casia_state_dict
-from facequant.config import ModelConfig
+from facequant.stage_config import ModelConfig
 from facequant.weights import WeightsError, msceleb128_state_dict
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from tqdm import tqdm
 
 from facequant import runtime
 from facequant.cache import atomic_path, exclusive, verified_file, write_file_record
-from facequant.config import CalibrationConfig, QuantConfig
 from facequant.onnxmodel import InputSpec
 from facequant.runtime import preprocess
+from facequant.stage_config import CalibrationConfig, QuantConfig
 
 log = logging.getLogger(__name__)
 

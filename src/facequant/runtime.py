@@ -13,9 +13,9 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from facequant.config import RuntimeConfig
 from facequant.cpu import job_cpus
 from facequant.onnxmodel import InputSpec
+from facequant.stage_config import RuntimeConfig
 
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 ORT = RuntimeConfig()  # the reference runtime of every drop and speed-up

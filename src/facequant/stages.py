@@ -15,7 +15,7 @@ from facequant import runtime
 from facequant.align import Aligned, ensure_aligned, face_set, load_aligned
 from facequant.benchmark import Model, measure
 from facequant.cache import exclusive, key_of, load_npz, save_npz, sha256_file
-from facequant.config import RuntimeConfig, Settings
+from facequant.config import Settings
 from facequant.data import Dataset, Pair, identity_index, pairs_digest
 from facequant.evaluate import Verification, cosine_scores, verification_metrics
 from facequant.export import export_onnx, model_identity, onnx_file
@@ -26,6 +26,7 @@ from facequant.paired import embedding_drift, paired_metrics
 from facequant.quantize import build_variant, pre_process, quantizer
 from facequant.schema import Metric
 from facequant.selection import select
+from facequant.stage_config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 

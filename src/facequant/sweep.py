@@ -10,7 +10,8 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig
 
-from facequant.config import ConfigError, load_settings
+from facequant.config import load_settings
+from facequant.stage_config import ConfigError
 
 log = logging.getLogger(__name__)
 

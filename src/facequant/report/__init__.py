@@ -17,13 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from facequant import tracking
-from facequant.config import MlflowConfig
 from facequant.report.accuracy import p_text
 from facequant.report.document import build_report
 from facequant.report.rule import DROP_INTERVAL, Rule
 from facequant.report.sections import confidence, row_speedup, threads_phrase
 from facequant.report.table import Drop, Row, groups, variant_table
 from facequant.schema import ROC_CSV, SCORES_CSV, SENSITIVITY_CSV, Metric, RunRecord, Tag
+from facequant.stage_config import MlflowConfig
 
 __all__ = ["Comparison", "Rule", "compare", "register_recommended"]
 

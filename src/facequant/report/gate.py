@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from facequant.config import ConfigError
 from facequant.report.rule import Rule
 from facequant.report.table import groups, variant_table
 from facequant.schema import RunRecord
+from facequant.stage_config import ConfigError
 
 GATE_FAILED = 2  # the exit status of a failed gate; an error (no runs, a bad setting) exits 1, as Hydra does
 

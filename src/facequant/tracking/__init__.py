@@ -25,8 +25,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from facequant.cache import exclusive
-from facequant.config import MlflowConfig
 from facequant.schema import MODEL_ARTIFACT, REPORT_DIR, Param, RunRecord, Tag
+from facequant.stage_config import MlflowConfig
 from facequant.tracking.inputs import (
     log_calibration_set,
     log_evaluation_set,
