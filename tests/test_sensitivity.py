@@ -36,8 +36,17 @@ from facequant.report.document import build_report
 from facequant.report.sensitivity import sensitivity_lines
 from facequant.report.table import variant_table
 from facequant.schema import SENSITIVITY_COLUMNS, Metric, Param
-from facequant.sensitivity import activation_errors, fused_relus, measure, sensitivity_metrics, weight_sqnr, worst
-from facequant.stage_config import CalibrationConfig, QuantConfig
+from facequant.sensitivity import (
+    activation_errors,
+    fused_relus,
+    kernel_agreement,
+    kernel_warning,
+    measure,
+    sensitivity_metrics,
+    weight_sqnr,
+    worst,
+)
+from facequant.stage_config import CalibrationConfig, QuantConfig, RuntimeConfig
 from helpers import logged_model
 from test_config import settings
 from test_report import fp32 as fp32_run
@@ -124,6 +133,16 @@ def test_the_tensor_made_sensitive_has_the_lowest_own_sqnr_and_its_error_carries
     assert metrics[Metric.SQNR_MIN_DB] == pytest.approx(acts.sqnr_db.min())
     assert metrics[Metric.LOCAL_SQNR_MIN_DB] == pytest.approx(acts.local_sqnr_db[SENSITIVE])
     assert metrics[Metric.SQNR_MEDIAN_DB] == pytest.approx(acts.sqnr_db.median())
+
+
+def test_integer_kernels_that_follow_the_qdq_model_raise_no_warning(models):
+    """On a small model the runtime's integer kernels compute what the QDQ graph says; a disagreement is explained."""
+    _, qdq, faces = models
+    agreement = kernel_agreement(qdq, faces, SPEC, RuntimeConfig())
+    assert 0.99 < agreement[Metric.KERNEL_COSINE_MIN] <= agreement[Metric.KERNEL_COSINE_MEAN] <= 1 + 1e-6
+    assert kernel_warning(agreement) is None
+    warning = kernel_warning({Metric.KERNEL_COSINE_MEAN: 0.92, Metric.KERNEL_COSINE_MIN: 0.63})
+    assert "cosine min 0.6300, mean 0.9200" in warning and "quant.reduce_range=true" in warning
 
 
 def test_one_row_per_quantized_tensor_at_its_node(models):
@@ -290,6 +309,8 @@ def test_a_static_job_logs_one_row_per_quantized_tensor_of_its_model(sweep):
         assert run["metrics.sqnr_min_db"] == pytest.approx(acts.sqnr_db.min(), abs=1e-3)
         assert run["metrics.sqnr_median_db"] == pytest.approx(acts.sqnr_db.median(), abs=1e-3)
         assert run["params.sensitivity_faces"] == "24"
+        kernels = run["metrics.int8_kernel_cosine_min"], run["metrics.int8_kernel_cosine_mean"]
+        assert 0.5 < kernels[0] <= kernels[1] <= 1 + 1e-6
         inputs = mlflow.get_run(run.run_id).inputs.dataset_inputs
         assert "lfw-sensitivity" in {i.dataset.name for i in inputs}
 

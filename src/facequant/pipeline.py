@@ -32,7 +32,15 @@ from facequant.schema import (
     Param,
     Tag,
 )
-from facequant.sensitivity import artifacts, held_out, measure, sensitivity_metrics, summary
+from facequant.sensitivity import (
+    artifacts,
+    held_out,
+    kernel_agreement,
+    kernel_warning,
+    measure,
+    sensitivity_metrics,
+    summary,
+)
 from facequant.stages import (
     EvalData,
     Evaluation,
@@ -138,7 +146,12 @@ def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec:
     images = str(data.lfw.images_dir)
     tracking.log_sensitivity_set(faces.frame(), f"{settings.dataset.name}-sensitivity", faces.faces_id.key, images)
     table = measure(quantized.source, quantized.path, faces.faces, spec)
-    tracking.log_metrics(sensitivity_metrics(table))
+    agreement = kernel_agreement(quantized.path, faces.faces, spec, settings.runtime)
+    tracking.log_metrics(sensitivity_metrics(table) | agreement)
+    warning = kernel_warning(agreement)
+    if warning:
+        log.warning("%s: %s", settings.variant_name, warning)
+        tracking.set_tags({Tag.KERNEL_WARNING: warning})
     with tempfile.TemporaryDirectory(prefix="facequant-sensitivity-") as tmp:
         title = f"Per-tensor SQNR - {settings.variant_name} ({len(faces.names)} held-out faces)"
         tracking.log_artifacts(artifacts(table, title, Path(tmp)))

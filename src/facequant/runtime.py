@@ -66,10 +66,11 @@ class Session(Protocol):
     def run(self, inputs: np.ndarray) -> np.ndarray: ...
 
 
-def session(model_path: Path, threads: int = 0) -> ort.InferenceSession:
-    """ONNX Runtime CPU session at ORT_ENABLE_ALL (ENABLE_EXTENDED makes INT8 QDQ models ~1.5x slower)."""
+def session(model_path: Path, threads: int = 0, level: str = GRAPH_OPTIMIZATION) -> ort.InferenceSession:
+    """ONNX Runtime CPU session at ORT_ENABLE_ALL (ENABLE_EXTENDED makes INT8 QDQ models ~1.5x slower); at
+    ORT_DISABLE_ALL a QDQ model runs its QuantizeLinear/DequantizeLinear pairs in float, as written."""
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     opts.intra_op_num_threads = threads
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 

@@ -28,6 +28,7 @@ class Tag(StrEnum):
     SWEEP_JOBS = "sweep.jobs"
     SWEEP_DROPPED = "sweep.dropped_repeats"
     SWEEP_LOST = "sweep.lost_runs"  # job runs whose process died (a lost worker); the sweep ended them FAILED
+    KERNEL_WARNING = "int8_kernel_warning"  # the runtime's integer kernels disagree with the QDQ model's arithmetic
     HOST = "host"  # the machine and process that ran a job: which worker, when jobs run on a cluster
     PID = "pid"
     COMPARISON = "facequant_comparison"
@@ -161,6 +162,9 @@ class Metric(StrEnum):
     SQNR_MEDIAN_DB = "sqnr_median_db"
     LOCAL_SQNR_MIN_DB = "local_sqnr_min_db"  # an activation's own quantization alone, before vs after its QDQ
     WEIGHT_SQNR_MIN_DB = "weight_sqnr_min_db"
+    # The variant's embeddings from the runtime's integer kernels against its QDQ graph run in float (as written).
+    KERNEL_COSINE_MEAN = "int8_kernel_cosine_mean"
+    KERNEL_COSINE_MIN = "int8_kernel_cosine_min"
     ONNX_PARITY = "onnx_parity_max_abs_diff"
     N_PAIRS = "n_pairs"
     N_IMAGES = "n_images"

@@ -9,7 +9,7 @@ import pandas as pd
 
 from facequant.report.accuracy import fmt, markdown_table
 from facequant.report.table import Row, Table
-from facequant.schema import SENSITIVITY_CSV, SENSITIVITY_PNG, Metric, Param
+from facequant.schema import SENSITIVITY_CSV, SENSITIVITY_PNG, Metric, Param, Tag
 
 WORST = 5
 SUMMARY = (Metric.SQNR_MIN_DB, Metric.SQNR_MEDIAN_DB, Metric.LOCAL_SQNR_MIN_DB, Metric.WEIGHT_SQNR_MIN_DB)
@@ -45,14 +45,21 @@ def sensitivity_lines(table: Table, tensors: Mapping[str, pd.DataFrame]) -> list
         "neither calibration nor evaluation uses: each activation against FP32's (the error accumulated up to it) "
         "and before against after its own QuantizeLinear/DequantizeLinear (its quantization alone), and each "
         f"dequantized weight against FP32's. Each run holds every tensor in `{SENSITIVITY_CSV}` and their profile "
-        f"along the depth in `{SENSITIVITY_PNG}`.",
+        f"along the depth in `{SENSITIVITY_PNG}`. The last column checks the runtime itself: the cosine between the "
+        "variant's embeddings from its integer kernels and from its QDQ graph run in float (the quantization as "
+        "written), lowest over the faces.",
         "",
         *markdown_table(
-            ["Faces", "Min vs FP32", "Median vs FP32", "Min own QDQ", "Min weight"],
+            ["Faces", "Min vs FP32", "Median vs FP32", "Min own QDQ", "Min weight", "Kernels vs QDQ (min cos)"],
             rows,
-            lambda r: [r.run.param(Param.SENSITIVITY_FACES) or "n/a", *(fmt(r.metric(m), ".1f") for m in SUMMARY)],
+            lambda r: [
+                r.run.param(Param.SENSITIVITY_FACES) or "n/a",
+                *(fmt(r.metric(m), ".1f") for m in SUMMARY),
+                fmt(r.metric(Metric.KERNEL_COSINE_MIN), ".4f"),
+            ],
         ),
     ]
+    lines += [f"\n**{r.label}: {r.run.tag(Tag.KERNEL_WARNING)}.**" for r in rows if r.run.tag(Tag.KERNEL_WARNING)]
     for row in rows:
         if row.run.run_id in tensors:
             lines += ["", *worst_lines(row.label, tensors[row.run.run_id])]
