@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from facequant.config import Settings
@@ -67,7 +68,7 @@ def test_other_preprocessing_misses_every_cache(job):
     wrong = evaluate_model(data, fixed.fp32, fixed.spec)
     assert not right.cached and not wrong.cached  # the second is not served the first's scores
     assert right.verification.accuracy > 0.97
-    assert wrong.verification.accuracy != right.verification.accuracy
+    assert not np.allclose(wrong.scores, right.scores, atol=1e-3)  # 300 pairs can tie in accuracy; scores cannot
 
 
 def test_truncated_variant_is_rebuilt_before_its_cached_scores_are_used(job, caplog):

@@ -101,7 +101,7 @@ def test_failing_job_leaves_a_failed_run_with_the_reason(tmp_path):
 
 def test_quantized_variant_alone_computes_its_baseline(sweep, tmp_path):
     share_aligned(sweep[0], tmp_path, "onnx")  # the models, not the scores: the baseline is still missing
-    proc = main(tmp_path, "quant=static", "sensitivity=false")
+    proc = main(tmp_path, "quant=static", "sensitivity=false", "benchmark.threads=[1]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = job_runs(tmp_path).iloc[-1]
     assert "no cached FP32 baseline" in proc.stderr + proc.stdout

@@ -141,3 +141,26 @@ def test_a_numeric_run_id_reaches_the_job_as_a_string():
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[parent_override(run_id)])
     assert load_settings(cfg).parent_run_id == run_id
+
+
+def test_a_dataset_created_by_a_parallel_job_is_logged_on_the_retry(monkeypatch):
+    """A tracking server's SQL store checks, then inserts: two jobs logging one dataset at once make one fail with a
+    unique violation, and the retry finds the dataset; any other error is raised at once."""
+    from mlflow.exceptions import MlflowException
+
+    from facequant.tracking import inputs
+
+    calls = []
+
+    def log_input(dataset, context):
+        calls.append(context)
+        if len(calls) == 1:
+            raise MlflowException('(psycopg.errors.UniqueViolation) duplicate key value violates "dataset_pk"')
+
+    monkeypatch.setattr(inputs.mlflow, "log_input", log_input)
+    monkeypatch.setattr(inputs.time, "sleep", lambda seconds: None)
+    inputs._log_input(object(), "evaluation")
+    assert calls == ["evaluation", "evaluation"]
+    monkeypatch.setattr(inputs.mlflow, "log_input", lambda d, context: (_ for _ in ()).throw(MlflowException("no")))
+    with pytest.raises(MlflowException, match="no"):
+        inputs._log_input(object(), "evaluation")

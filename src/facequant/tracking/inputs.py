@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import mlflow
 import pandas as pd
+from mlflow.data.dataset import Dataset
 from mlflow.entities import DatasetInput
+from mlflow.exceptions import MlflowException
 
 from facequant.schema import CALIBRATION_CONTEXT, EVALUATION_CONTEXT, SENSITIVITY_CONTEXT
+
+# What a tracking server's SQL store answers when two jobs create the same dataset at once (it checks, then inserts).
+RACE = ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry", "dataset_pk")
+
+
+def _log_input(dataset: Dataset, context: str, attempts: int = 3) -> None:
+    """mlflow.log_input, again when a parallel job created the same dataset between the server's check and insert:
+    the second attempt finds it."""
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except MlflowException as exc:
+            if attempt == attempts - 1 or not any(marker in str(exc) for marker in RACE):
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def log_evaluation_set(pairs: pd.DataFrame, name: str, digest: str, source: str) -> None:
@@ -16,7 +35,7 @@ def log_evaluation_set(pairs: pd.DataFrame, name: str, digest: str, source: str)
     the digest names exactly which pairs."""
     targets = "label" if "label" in pairs else None
     dataset = mlflow.data.from_pandas(pairs, source=source, name=name, digest=digest, targets=targets)
-    mlflow.log_input(dataset, context=EVALUATION_CONTEXT)
+    _log_input(dataset, EVALUATION_CONTEXT)
 
 
 def log_calibration_set(images: pd.DataFrame, name: str, digest: str, source: str) -> None:
@@ -30,7 +49,7 @@ def log_sensitivity_set(images: pd.DataFrame, name: str, digest: str, source: st
 
 
 def _log_images(images: pd.DataFrame, name: str, digest: str, source: str, context: str) -> None:
-    mlflow.log_input(mlflow.data.from_pandas(images, source=source, name=name, digest=digest), context=context)
+    _log_input(mlflow.data.from_pandas(images, source=source, name=name, digest=digest), context)
 
 
 def log_sweep_inputs(parent: str, children: Sequence[str]) -> None:
