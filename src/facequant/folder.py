@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from facequant.cache import key_of
-from facequant.data import Dataset, DatasetError, Pair
+from facequant.cache import key_of, sha256_file
+from facequant.data import Dataset, DatasetError, Pair, identity_of
 from facequant.images import IMAGE_SUFFIXES, ImageError, image_sha256
 from facequant.stage_config import DatasetConfig
 
@@ -117,7 +116,7 @@ def load_folder(cfg: DatasetConfig) -> Dataset:
     if not root.is_dir():
         raise DatasetError(f"dataset.root={cfg.root}: no such folder; point it at a folder of <identity>/<image> files")
     images = list_images(root)
-    identities = {name.split("/", 1)[0] for name in images}
+    identities = {identity_of(name) for name in images}
     if len(identities) < 2:
         raise DatasetError(
             f"{root} holds images of {len(identities)} identit{'y' if len(identities) == 1 else 'ies'}; "
@@ -140,6 +139,6 @@ def load_folder(cfg: DatasetConfig) -> Dataset:
                 f"{pairs_path}: {counts[0]} genuine and {counts[1]} impostor pairs in one fold; its 10-fold accuracy "
                 "needs at least 10 of each: add pairs, or give a fold column"
             )
-        pairs_digest = hashlib.sha256(pairs_path.read_bytes()).hexdigest()
+        pairs_digest = sha256_file(pairs_path)
     fingerprint = f"{key_of([_contents(root, images), pairs_digest])[:16]}-{len(images)}"
     return Dataset("folder", root, pairs_path, pairs, images, fingerprint)
