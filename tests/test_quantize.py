@@ -85,8 +85,7 @@ def test_a_failed_build_leaves_no_cache_entry(fp32_onnx, tmp_path, monkeypatch):
             {"test": "dynamic"},
             QuantConfig(mode="dynamic", op_types=("MatMul",)),
             None,
-            InputSpec("per_image"),
-            lambda: None,
+            None,
             (1, 3, 8, 8),
         )
     assert not target.exists() and not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.json"))

@@ -30,7 +30,7 @@ from facequant.data import (
     split_identities,
 )
 from facequant.onnxmodel import InputSpec
-from facequant.quantize import FaceReader, QuantizationError, build_variant
+from facequant.quantize import FaceReader, QuantizationError, build_variant, fit_ranges
 from facequant.report import Rule
 from facequant.report.document import build_report
 from facequant.report.sensitivity import sensitivity_lines
@@ -319,10 +319,12 @@ def test_nodes_named_in_nodes_to_exclude_stay_float_and_unknown_names_fail(model
     fp32, _, faces = models
     calibration = CalibrationConfig(num_samples=10, batch_size=4)
 
+    ranges = fit_ranges(fp32, tmp_path / "ranges.json", {"faces": 10}, calibration, SPEC, lambda: faces)
+
     def build(*nodes: str):
         quant = QuantConfig("static", per_channel=True, nodes_to_exclude=nodes)
         target = tmp_path / f"excl-{len(nodes)}.onnx"
-        build_variant(fp32, target, {"nodes": nodes}, quant, calibration, SPEC, lambda: faces, (1, 3, 8, 8))
+        build_variant(fp32, target, {"nodes": nodes}, quant, calibration, lambda: ranges, (1, 3, 8, 8))
         return target
 
     kept = onnx.load(str(build("b")))

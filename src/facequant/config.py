@@ -24,6 +24,7 @@ from facequant.stage_config import (
     ConfigError,
     DatasetConfig,
     EvalConfig,
+    GateConfig,
     MlflowConfig,
     ModelConfig,
     QuantConfig,
@@ -59,6 +60,7 @@ class Settings:
     mlflow: MlflowConfig
     cache_dir: Path
     eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)  # read by quant.exclude=auto only
     parent_run_id: str | None = None  # set by facequant's sweeper for each job of a multirun
     sensitivity: bool = False  # per-tensor SQNR against FP32; only static QDQ variants measure it
     sensitivity_faces: int = 200
@@ -69,17 +71,22 @@ class Settings:
 
     @property
     def variant_name(self) -> str:
-        """Mode, calibration method and sample count, _excl<N> when N nodes stay in float, then every non-default
-        setting, e.g. [per_channel=false]."""
+        """Mode, calibration method and sample count, _excl<N> when N nodes stay in float (_exclauto until
+        quant.exclude=auto has chosen them), then every non-default setting, e.g. [per_channel=false]."""
+        return self.name_excluding(len(self.quant.nodes_to_exclude) if not self.quant.exclude else "auto")
+
+    def name_excluding(self, excluded: int | str) -> str:
+        """The variant's name with this count of nodes kept in float (0: none, and no _excl suffix)."""
         name = self.quant.variant
         quant = self.quant.effective()
-        excluded = quant.pop("nodes_to_exclude", ())  # named by count: the list is in the params and the key
+        for key in ("nodes_to_exclude", "exclude"):  # named by count: the list is in the params or an artifact
+            quant.pop(key, None)
         extra = _suffix(quant, QUANT_DEFAULTS[self.quant.mode].effective())
         if self.calibration is not None:
             name += f"_{self.calibration.method}_{self.calibration.num_samples}"
             default = CalibrationConfig(self.calibration.method, self.calibration.num_samples)
             extra += _suffix(asdict(self.calibration), asdict(default))
-        name += f"_excl{len(excluded)}" if excluded else ""
+        name += f"_excl{excluded}" if excluded else ""
         flip = "+flip" if self.eval.flip else ""
         return name + (f"[{','.join(extra)}]" if extra else "") + self.runtime.suffix + flip
 
@@ -90,11 +97,13 @@ class Settings:
 
     def effective(self) -> dict[str, Any]:
         """Every setting that can change a result; jobs with equal effective settings are repeats."""
-        transient = ("mlflow", "eval", "sensitivity", "sensitivity_faces")  # sensitivity: diagnostics only
+        transient = ("mlflow", "eval", "sensitivity", "sensitivity_faces", "gate")  # sensitivity: diagnostics only
         data = {key: value for key, value in self.as_dict().items() if key not in transient}
         if self.eval.flip:  # runs without it keep their earlier keys
             data["eval_flip"] = True
         data["quant"] = self.quant.effective()
+        if self.quant.exclude:
+            data["gate"] = asdict(self.gate)
         data["align"] = self.align.crop_settings()
         if self.dataset.protocol == "pairs":  # keys of the all protocol: pairs runs keep their earlier keys
             for key in ("protocol", "calibration_pool", "identities", "seed"):
@@ -113,6 +122,8 @@ class Settings:
             del data["calibration"]
         if not self.sensitivity:
             del data["sensitivity_faces"]
+        if not self.quant.exclude:
+            del data["gate"]
         return data
 
 
@@ -126,6 +137,7 @@ _SECTIONS = {
     "benchmark": BenchmarkConfig,
     "mlflow": MlflowConfig,
     "eval": EvalConfig,
+    "gate": GateConfig,
 }
 _TOP_LEVEL = {"cache_dir", "parent_run_id", "sensitivity", "sensitivity_faces"}
 
@@ -200,6 +212,8 @@ def load_settings(cfg: DictConfig) -> Settings:
     # qdq_loss_debug compares the tensors around QuantizeLinear/DequantizeLinear pairs: static QDQ models only
     sensitivity = bool(data.get("sensitivity", True)) and quant.mode == "static" and quant.format == "QDQ"
     faces = int(data.get("sensitivity_faces", 200))
+    if quant.exclude and not sensitivity:
+        raise ConfigError("quant.exclude=auto ranks the nodes by their per-tensor sensitivity: drop sensitivity=false")
     dataset, calibration = sections["dataset"], sections["calibration"]
     if sensitivity and dataset.protocol == "all" and dataset.calibration_pool - calibration.num_samples < faces:
         log.warning(

@@ -45,6 +45,16 @@ class VariantIdentity(_Identity):
 
 
 @dataclass(frozen=True)
+class RangesIdentity(_Identity):
+    """What decides the calibration ranges: the FP32 model, the calibration settings and faces, the quantizer."""
+
+    model: str  # ModelIdentity.key
+    calibration: dict[str, Any]
+    calibration_faces: str  # FaceSetIdentity.key of the calibration faces
+    quantizer: str
+
+
+@dataclass(frozen=True)
 class FaceSetIdentity(_Identity):
     """Which aligned faces: the content hash of every image, in order, and the crop settings."""
 
@@ -93,6 +103,10 @@ class CacheLayout:
 
     def variant_model(self, variant: VariantIdentity, stem: str) -> Path:
         return self._inside("onnx", variant.model, f"{stem}-{variant.key}.onnx")
+
+    def ranges(self, ranges: RangesIdentity) -> Path:
+        """ONNX Runtime's JSON calibration cache: every variant of one calibration quantizes with these ranges."""
+        return self._inside("onnx", ranges.model, f"ranges-{ranges.key}.json")
 
     def scores(self, scores: ScoresIdentity) -> Path:
         return self._inside("scores", f"{scores.key}.npz")

@@ -7,14 +7,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+
+import onnx
 
 from facequant import runtime, tracking
 from facequant.allprotocol import FAR_NOTE as ALL_FAR_NOTE
 from facequant.allprotocol import AllEvaluation, all_artifacts, compare_all, evaluate_all
 from facequant.config import Settings
 from facequant.cpu import machine_info
+from facequant.data import pairs_digest
+from facequant.exclusion import exclusion_artifacts, node_ranking, search, step_metrics, unmet
 from facequant.export import OPSET
 from facequant.layout import CacheLayout
 from facequant.onnxmodel import InputSpec
@@ -33,6 +37,7 @@ from facequant.schema import (
     Tag,
 )
 from facequant.sensitivity import (
+    Sensitivity,
     artifacts,
     held_out,
     kernel_agreement,
@@ -44,6 +49,7 @@ from facequant.sensitivity import (
 from facequant.stages import (
     EvalData,
     Evaluation,
+    Exported,
     Paired,
     Quantized,
     benchmark_model,
@@ -53,6 +59,7 @@ from facequant.stages import (
     prepare_data,
     quantize_model,
 )
+from facequant.validation import validation_data, validator
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +147,7 @@ def _artifacts(out: Path, data: EvalData, evaluation: Evaluation, name: str) -> 
     ]
 
 
-def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec: InputSpec) -> None:
+def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec: InputSpec) -> Sensitivity:
     """Log every quantized tensor's SQNR against FP32 on held-out faces (sensitivity.csv, its plot, the metrics)."""
     faces = held_out(data, settings.sensitivity_faces)
     images = str(data.lfw.images_dir)
@@ -156,6 +163,37 @@ def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec:
         title = f"Per-tensor SQNR - {settings.variant_name} ({len(faces.names)} held-out faces)"
         tracking.log_artifacts(artifacts(table, title, Path(tmp)))
     log.info("sensitivity on %d held-out faces: %s", len(faces.names), summary(table))
+    return Sensitivity(table, faces.names)
+
+
+def _exclude(
+    settings: Settings, layout: CacheLayout, data: EvalData, exported: Exported, source: Path, found: Sensitivity
+) -> tuple[Quantized, str]:
+    """quant.exclude=auto: search the nodes to keep in float on the validation pairs, log each step, and rename the
+    run after the variant it chose."""
+    valid = validation_data(data, found.held_out, settings.gate)
+    name = f"{settings.dataset.name}-validation"
+    tracking.log_validation_set(valid.pairs_frame(), name, pairs_digest(valid.pairs), str(data.lfw.images_dir))
+    ranked = node_ranking(onnx.load(str(source), load_external_data=False).graph, found.table)
+    result = search(ranked, validator(settings, layout, data, exported, valid), settings.gate)
+    for i, step in enumerate(result.steps):
+        tracking.log_metrics(step_metrics(step), step=i)
+    chosen = result.chosen.excluded
+    variant = settings.name_excluding(len(chosen))
+    tracking.set_tags({Tag.VARIANT: variant, Tag.RUN_NAME: variant})
+    tracking.log_metrics(
+        {
+            Metric.N_EXCLUDED: len(chosen),
+            Metric.EXCLUSION_GATE_MET: float(result.met),
+            Metric.N_VALIDATION_PAIRS: len(valid.pairs),
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix="facequant-exclusion-") as tmp:
+        tracking.log_artifacts(exclusion_artifacts(result, Path(tmp)))
+    if not result.met:
+        log.warning("%s: %s", variant, unmet(result))
+    quant = replace(settings.quant, exclude=None, nodes_to_exclude=chosen)
+    return quantize_model(settings, layout, data, exported, quant), variant
 
 
 def _run(settings: Settings) -> dict[str, float]:
@@ -181,6 +219,7 @@ def _run(settings: Settings) -> dict[str, float]:
         tracking.log_params({f"model_info.{k}": v for k, v in asdict(exported.info).items()})
         tracking.log_metrics(exported.metrics())
 
+    variant_name = settings.variant_name  # quant.exclude=auto renames it after the nodes it keeps in float
     with stage("quantize"):  # before the evaluation faces are loaded, to bound peak memory
         quantized = quantize_model(settings, layout, data, exported)
         variant = quantized.path
@@ -188,7 +227,11 @@ def _run(settings: Settings) -> dict[str, float]:
     spec = exported.spec
     if settings.sensitivity:
         with stage("sensitivity"):
-            _sensitivity(settings, data, quantized, spec)
+            found = _sensitivity(settings, data, quantized, spec)
+        if settings.quant.exclude:
+            with stage("exclude"):
+                quantized, variant_name = _exclude(settings, layout, data, exported, quantized.source, found)
+                variant = quantized.path
 
     with stage("evaluate"):
         evaluation, drops, paired = _evaluate(settings, data, variant, exported.fp32, spec)
@@ -200,9 +243,9 @@ def _run(settings: Settings) -> dict[str, float]:
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
         write = all_artifacts if isinstance(evaluation, AllEvaluation) else _artifacts
-        artifacts = write(Path(tmp), data, evaluation, settings.variant_name)
+        artifacts = write(Path(tmp), data, evaluation, variant_name)
         if paired is not None:
-            artifacts += _drift_artifacts(Path(tmp), data, paired, settings.variant_name)
+            artifacts += _drift_artifacts(Path(tmp), data, paired, variant_name)
         tracking.log_artifacts(artifacts)
         example = exported.sample[:1]
         tracking.log_onnx_model(variant, example, runtime.run(runtime.session(variant), example, spec.output))
@@ -210,7 +253,7 @@ def _run(settings: Settings) -> dict[str, float]:
     headline = Metric.ACCURACY if not data.all_pairs else next(m for m in HEADLINES if m in metrics)
     log.info(
         "%s: %s %.4f, %.2f MiB, p50 %.2f ms, speed-up %.2fx",
-        settings.variant_name,
+        variant_name,
         headline,
         metrics[headline],
         evaluation.size_mib,

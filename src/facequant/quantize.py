@@ -122,23 +122,41 @@ def check_runnable(path: Path, variant: str, input_shape: tuple[int, ...]) -> No
         ) from exc
 
 
+def fit_ranges(
+    pre: Path,
+    target: Path,
+    identity: dict,
+    calib: CalibrationConfig,
+    spec: InputSpec,
+    calibration_faces: Callable[[], np.ndarray],
+) -> Path:
+    """The calibration ranges of the pre-processed model as ONNX Runtime's JSON calibration cache, fitted unless a
+    verified copy is cached: the exclusion search re-quantizes with these same ranges."""
+    with exclusive(target):
+        if verified_file(target, identity) is None:
+            ranges = calibration_ranges(pre, calibration_faces(), spec, calib)
+            with atomic_path(target) as tmp:
+                save_tensors_data(ranges, tmp)
+            write_file_record(target, identity)
+    return target
+
+
 def build_variant(
     pre: Path,
     target: Path,
     identity: dict,
     quant: QuantConfig,
     calib: CalibrationConfig | None,
-    spec: InputSpec,
-    calibration_faces: Callable[[], np.ndarray],
+    ranges: Callable[[], Path] | None,
     input_shape: tuple[int, ...],
 ) -> bool:
     """Write the quantized model of the pre-processed FP32 model to target unless a verified copy is cached
-    there; faces are drawn only when needed. Returns whether it was built."""
+    there; static variants take the ranges file, fitted only when needed. Returns whether it was built."""
     with exclusive(target):
         if verified_file(target, identity) is not None:
             return False
         with atomic_path(target) as tmp:
-            _quantize(pre, tmp, quant, calib, spec, calibration_faces)
+            _quantize(pre, tmp, quant, calib, ranges)
             check_runnable(tmp, quant.variant, input_shape)
         write_file_record(target, identity)
     log.info("built %s at %s", quant.variant, target)
@@ -160,12 +178,7 @@ def check_nodes(pre: Path, names: tuple[str, ...]) -> None:
 
 
 def _quantize(
-    pre: Path,
-    tmp: Path,
-    quant: QuantConfig,
-    calib: CalibrationConfig | None,
-    spec: InputSpec,
-    calibration_faces: Callable[[], np.ndarray],
+    pre: Path, tmp: Path, quant: QuantConfig, calib: CalibrationConfig | None, ranges: Callable[[], Path] | None
 ) -> None:
     check_nodes(pre, quant.nodes_to_exclude)
     try:
@@ -180,24 +193,20 @@ def _quantize(
                 nodes_to_exclude=list(quant.nodes_to_exclude),
             )
         else:
-            assert calib is not None, "static quantization needs calibration settings"
-            ranges = calibration_ranges(pre, calibration_faces(), spec, calib)
-            with tempfile.TemporaryDirectory(prefix="facequant-ranges-") as d:
-                cache = Path(d) / "ranges.json"
-                save_tensors_data(ranges, cache)
-                quantize_static(
-                    str(pre),
-                    str(tmp),
-                    calibration_data_reader=None,
-                    calibration_cache_path=cache,
-                    quant_format=QuantFormat[quant.format],
-                    op_types_to_quantize=list(quant.op_types) if quant.op_types else None,
-                    per_channel=quant.per_channel,
-                    reduce_range=quant.reduce_range,
-                    activation_type=QuantType[quant.activation_type],
-                    weight_type=QuantType[quant.weight_type],
-                    calibrate_method=METHODS[calib.method],
-                    nodes_to_exclude=list(quant.nodes_to_exclude),
-                )
+            assert calib is not None and ranges is not None, "static quantization needs calibration ranges"
+            quantize_static(
+                str(pre),
+                str(tmp),
+                calibration_data_reader=None,
+                calibration_cache_path=ranges(),
+                quant_format=QuantFormat[quant.format],
+                op_types_to_quantize=list(quant.op_types) if quant.op_types else None,
+                per_channel=quant.per_channel,
+                reduce_range=quant.reduce_range,
+                activation_type=QuantType[quant.activation_type],
+                weight_type=QuantType[quant.weight_type],
+                calibrate_method=METHODS[calib.method],
+                nodes_to_exclude=list(quant.nodes_to_exclude),
+            )
     except (ValueError, RuntimeError, TypeError) as exc:
         raise QuantizationError(f"ONNX Runtime could not build {quant.variant} with {asdict(quant)}: {exc}") from exc

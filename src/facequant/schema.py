@@ -165,6 +165,17 @@ class Metric(StrEnum):
     # The variant's embeddings from the runtime's integer kernels against its QDQ graph run in float (as written).
     KERNEL_COSINE_MEAN = "int8_kernel_cosine_mean"
     KERNEL_COSINE_MIN = "int8_kernel_cosine_min"
+    # quant.exclude=auto (facequant.exclusion): per search step (the metric's step), on the validation pairs
+    VALIDATION_EXCLUDED = "validation_excluded"  # nodes kept in float at this step
+    VALIDATION_ACCURACY_DROP = "validation_accuracy_drop"
+    VALIDATION_ACCURACY_DROP_CI_HIGH = "validation_accuracy_drop_ci_high"
+    VALIDATION_TAR_FAR_1E3_DROP = "validation_tar_far_1e3_drop"
+    VALIDATION_TAR_FAR_1E3_DROP_CI_HIGH = "validation_tar_far_1e3_drop_ci_high"
+    VALIDATION_LATENCY_P50_MS = "validation_latency_p50_ms"
+    VALIDATION_SPEEDUP = "validation_speedup"
+    N_EXCLUDED = "n_excluded"  # nodes the search kept in float in the evaluated variant
+    EXCLUSION_GATE_MET = "exclusion_gate_met"  # 1 when the evaluated variant held the gate on the validation pairs
+    N_VALIDATION_PAIRS = "n_validation_pairs"
     ONNX_PARITY = "onnx_parity_max_abs_diff"
     N_PAIRS = "n_pairs"
     N_IMAGES = "n_images"
@@ -176,6 +187,7 @@ class Metric(StrEnum):
     TIME_EXPORT = "time_export_s"
     TIME_QUANTIZE = "time_quantize_s"
     TIME_SENSITIVITY = "time_sensitivity_s"
+    TIME_EXCLUDE = "time_exclude_s"  # the whole quant.exclude=auto search
     TIME_EVALUATE = "time_evaluate_s"
     TIME_BENCHMARK = "time_benchmark_s"
     TIME_LOG_ARTIFACTS = "time_log_artifacts_s"
@@ -228,6 +240,7 @@ STAGE_TIME = {
     "export": Metric.TIME_EXPORT,
     "quantize": Metric.TIME_QUANTIZE,
     "sensitivity": Metric.TIME_SENSITIVITY,
+    "exclude": Metric.TIME_EXCLUDE,
     "evaluate": Metric.TIME_EVALUATE,
     "benchmark": Metric.TIME_BENCHMARK,
     "log_artifacts": Metric.TIME_LOG_ARTIFACTS,
@@ -250,10 +263,13 @@ SENSITIVITY_PNG = "sensitivity.png"  # SQNR along the network's depth
 # the tensor, its SQNR in dB against FP32 (the error accumulated up to it) and local (its own quantization alone,
 # before vs after QDQ), and the node's position in the FP32 graph's topological order (1-based; 0: the model input).
 SENSITIVITY_COLUMNS = ("kind", "node", "op_type", "tensor", "sqnr_db", "local_sqnr_db", "position")
+EXCLUSION_CSV = "exclusion_steps.csv"  # quant.exclude=auto: one row per search step
+EXCLUDED_TXT = "excluded_nodes.txt"  # quant.exclude=auto: the nodes kept in float, worst first
 MODEL_ARTIFACT = "model"
 EVALUATION_CONTEXT = "evaluation"
 CALIBRATION_CONTEXT = "calibration"
 SENSITIVITY_CONTEXT = "sensitivity"
+VALIDATION_CONTEXT = "validation"
 REPORT_DIR = "report"
 
 

@@ -232,6 +232,14 @@ def summary(table: pd.DataFrame) -> str:
 
 
 @dataclass(frozen=True)
+class Sensitivity:
+    """A variant's sensitivity table and the held-out faces it was measured on (which validation must avoid)."""
+
+    table: pd.DataFrame
+    held_out: list[str]
+
+
+@dataclass(frozen=True)
 class HeldOut:
     """The held-out faces sensitivity is measured on, and their identity for the run's dataset input."""
 

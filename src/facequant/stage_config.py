@@ -195,8 +195,15 @@ class QuantConfig:
     op_types: tuple[str, ...] | None = None
     format: QFormat = "QDQ"
     nodes_to_exclude: tuple[str, ...] = ()  # node names kept in float, e.g. from sensitivity.csv's `node` column
+    exclude: Literal["auto"] | None = None  # auto: search the nodes to keep in float under the gate (exclusion.py)
 
     def __post_init__(self) -> None:
+        if self.exclude is not None and (self.mode != "static" or self.format != "QDQ"):
+            raise ConfigError("quant.exclude=auto ranks the tensors of a static QDQ variant: use quant=static, QDQ")
+        if self.exclude is not None and self.nodes_to_exclude:
+            raise ConfigError(
+                "quant.exclude=auto chooses the nodes itself; drop quant.nodes_to_exclude, or drop quant.exclude"
+            )
         if self.mode == "static" and self.activation_type == "QInt8" and self.weight_type == "QUInt8":
             raise ConfigError(
                 "quant.activation_type=QInt8 with quant.weight_type=QUInt8 (S8U8) is not supported by ONNX Runtime; "
@@ -208,7 +215,8 @@ class QuantConfig:
     def effective(self) -> dict[str, Any]:
         """The settings this mode uses; nodes_to_exclude only when set, so the keys of earlier variants still hold."""
         keys = [k for k in _QUANT_KEYS[self.mode] if k != "nodes_to_exclude" or self.nodes_to_exclude]
-        return {"mode": self.mode} | {k: getattr(self, k) for k in keys}
+        auto = {"exclude": self.exclude} if self.exclude else {}
+        return {"mode": self.mode} | {k: getattr(self, k) for k in keys} | auto
 
     @property
     def variant(self) -> str:
@@ -319,6 +327,28 @@ def min_rounds(confidence: float) -> int:
     while 1 - 2.0 ** (1 - n) < confidence:
         n += 1
     return n
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """quant.exclude=auto's goal and budget: the drops allowed on the validation pairs, each read at the upper end
+    of its 95% paired-bootstrap interval as the report's rule reads the test drops, and how many validation pairs."""
+
+    max_drop: float = 0.005  # accuracy drop against FP32 on the validation pairs
+    max_tar_drop: float = 0.01  # TAR@FAR=1e-3 drop
+    max_excluded: int = 64  # nodes kept in float at most
+    max_steps: int = 7  # re-quantizations at most: 1, 2, 4, ... nodes
+    genuine: int = 1000  # validation pairs of one identity
+    impostor: int = 10000  # validation pairs of two identities (FAR=1e-3 allows 10 false accepts)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_drop", "max_tar_drop"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"gate.{name}={getattr(self, name)} must be a fraction in [0, 1), e.g. 0.005")
+        for name in ("max_excluded", "max_steps", "genuine"):
+            _at_least("gate", name, getattr(self, name), 1)
+        _at_least("gate", "impostor", self.impostor, 1000)  # else FAR=1e-3 is not resolved
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,21 @@ from facequant.config import Settings
 from facequant.data import Dataset, Pair, identity_index, pairs_digest
 from facequant.evaluate import Verification, cosine_scores, verification_metrics
 from facequant.export import export_onnx, model_identity, onnx_file
-from facequant.layout import CacheLayout, FaceSetIdentity, ModelIdentity, ScoresIdentity, VariantIdentity
+from facequant.layout import (
+    CacheLayout,
+    FaceSetIdentity,
+    ModelIdentity,
+    RangesIdentity,
+    ScoresIdentity,
+    VariantIdentity,
+)
 from facequant.models import ModelInfo, load_model
 from facequant.onnxmodel import InputSpec
 from facequant.paired import embedding_drift, paired_metrics
-from facequant.quantize import build_variant, pre_process, quantizer
+from facequant.quantize import build_variant, fit_ranges, pre_process, quantizer
 from facequant.schema import Metric
 from facequant.selection import select
-from facequant.stage_config import RuntimeConfig
+from facequant.stage_config import QuantConfig, RuntimeConfig
 
 log = logging.getLogger(__name__)
 
@@ -161,31 +168,34 @@ class Quantized:
     source: Path  # the FP32 model it was quantized from: its tensor names are the variant's
 
 
-def quantize_model(settings: Settings, layout: CacheLayout, data: EvalData, exported: Exported) -> Quantized:
-    """The variant's ONNX file, built unless a verified copy of the same identity is cached."""
-    if settings.quant.mode == "fp32":
+def quantize_model(
+    settings: Settings, layout: CacheLayout, data: EvalData, exported: Exported, quant: QuantConfig | None = None
+) -> Quantized:
+    """The variant's ONNX file (of quant, by default the settings'), built unless a verified copy of the same
+    identity is cached; static variants quantize with the calibration's cached ranges."""
+    quant = quant or settings.quant
+    if quant.mode == "fp32":
         return Quantized(exported.fp32, built=False, source=exported.fp32)
     calib = settings.calibration
     identity = VariantIdentity(
         model=exported.identity.key,
-        quant=settings.quant.effective(),
+        quant=quant.effective(),
         calibration=asdict(calib) if calib else None,
         calibration_faces=data.calibration_id.key if data.calibration_id else None,
         quantizer=quantizer(),
     )
     pre_identity = {"model": exported.identity.key, "quantizer": quantizer()}
     pre = pre_process(exported.fp32, layout.preprocessed_model(exported.identity, quantizer()), pre_identity)
-    target = layout.variant_model(identity, settings.quant.variant)
-    built = build_variant(
-        pre,
-        target,
-        asdict(identity),
-        settings.quant,
-        calib,
-        exported.spec,
-        data.calibration_faces,
-        tuple(exported.sample[:1].shape),
-    )
+    ranges = None
+    if calib is not None and data.calibration_id is not None:
+        fitted = RangesIdentity(exported.identity.key, asdict(calib), data.calibration_id.key, quantizer())
+
+        def ranges() -> Path:
+            path = layout.ranges(fitted)
+            return fit_ranges(pre, path, asdict(fitted), calib, exported.spec, data.calibration_faces)
+
+    target = layout.variant_model(identity, quant.variant)
+    built = build_variant(pre, target, asdict(identity), quant, calib, ranges, tuple(exported.sample[:1].shape))
     return Quantized(target, built, pre)
 
 

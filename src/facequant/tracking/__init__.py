@@ -32,11 +32,19 @@ from facequant.tracking.inputs import (
     log_evaluation_set,
     log_sensitivity_set,
     log_sweep_inputs,
+    log_validation_set,
 )
 from facequant.tracking.registry import RegistryError, register
 
 # re-exported submodule API
-__all__ = ["log_calibration_set", "log_evaluation_set", "log_sensitivity_set", "register", "RegistryError"]
+__all__ = [
+    "log_calibration_set",
+    "log_evaluation_set",
+    "log_sensitivity_set",
+    "log_validation_set",
+    "register",
+    "RegistryError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +264,8 @@ def log_params(params: Mapping[str, Any]) -> None:
     mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
 
 
-def log_metrics(metrics: Mapping[str, float]) -> None:
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
 def set_tags(tags: Mapping[str, str]) -> None:

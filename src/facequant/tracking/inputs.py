@@ -11,7 +11,7 @@ from mlflow.data.dataset import Dataset
 from mlflow.entities import DatasetInput
 from mlflow.exceptions import MlflowException
 
-from facequant.schema import CALIBRATION_CONTEXT, EVALUATION_CONTEXT, SENSITIVITY_CONTEXT
+from facequant.schema import CALIBRATION_CONTEXT, EVALUATION_CONTEXT, SENSITIVITY_CONTEXT, VALIDATION_CONTEXT
 
 # What a tracking server's SQL store answers when two jobs create the same dataset at once (it checks, then inserts).
 RACE = ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry", "dataset_pk")
@@ -30,12 +30,19 @@ def _log_input(dataset: Dataset, context: str, attempts: int = 3) -> None:
             time.sleep(0.5 * (attempt + 1))
 
 
-def log_evaluation_set(pairs: pd.DataFrame, name: str, digest: str, source: str) -> None:
+def log_evaluation_set(
+    pairs: pd.DataFrame, name: str, digest: str, source: str, context: str = EVALUATION_CONTEXT
+) -> None:
     """One row per evaluated pair (fold, label, left, right), or per image (image, identity) under protocol=all;
     the digest names exactly which pairs."""
     targets = "label" if "label" in pairs else None
     dataset = mlflow.data.from_pandas(pairs, source=source, name=name, digest=digest, targets=targets)
-    _log_input(dataset, EVALUATION_CONTEXT)
+    _log_input(dataset, context)
+
+
+def log_validation_set(pairs: pd.DataFrame, name: str, digest: str, source: str) -> None:
+    """The pairs quant.exclude=auto chose its exclusions on, disjoint from calibration, sensitivity and test."""
+    log_evaluation_set(pairs, name, digest, source, VALIDATION_CONTEXT)
 
 
 def log_calibration_set(images: pd.DataFrame, name: str, digest: str, source: str) -> None:

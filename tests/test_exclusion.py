@@ -1,0 +1,136 @@
+"""quant.exclude=auto: the node ranking and search on a synthetic model with one tensor made sensitive (real
+quantization, real SQNR), and the validation pairs drawn from real LFW apart from calibration, sensitivity and test."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnxruntime.quantization import TensorData, save_tensors_data
+
+from facequant import runtime
+from facequant.data import DatasetError, calibration_images, held_out_images, identity_of, pair_images
+from facequant.exclusion import Step, exclusion_artifacts, node_ranking, schedule, search, steps_frame, unmet
+from facequant.paired import Interval
+from facequant.quantize import build_variant, calibration_ranges
+from facequant.schema import EXCLUDED_TXT, EXCLUSION_CSV
+from facequant.sensitivity import measure
+from facequant.stage_config import CalibrationConfig, ConfigError, GateConfig, QuantConfig
+from facequant.validation import FOLDS, validation_images, validation_pairs
+from test_config import settings
+from test_sensitivity import SENSITIVE, SPEC, synthetic
+
+NO_DROP = Interval(0.0, 0.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def sensitive(tmp_path_factory):
+    """(fp32 model, ranges file with SENSITIVE's range 100x too wide, calibration settings, held-out faces)."""
+    rng = np.random.default_rng(0)
+    tmp = tmp_path_factory.mktemp("exclusion")
+    fp32 = synthetic(tmp / "fp32.onnx", rng)
+    calibration = CalibrationConfig(num_samples=16, batch_size=4)
+    ranges = calibration_ranges(fp32, rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8), SPEC, calibration)
+    assert float(np.max(ranges[SENSITIVE].range_value[1])) < 3  # the values it reaches
+    ranges[SENSITIVE] = TensorData(lowest=np.array(0, np.float32), highest=np.array(200, np.float32))
+    save_tensors_data(ranges, tmp / "ranges.json")
+    return fp32, tmp / "ranges.json", calibration, rng.integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+
+
+def test_the_search_keeps_the_sensitive_tensor_in_float_first_and_stops_when_the_gate_holds(sensitive, tmp_path):
+    fp32, ranges, calibration, faces = sensitive
+    reference = runtime.run(runtime.session(fp32), runtime.preprocess(faces, SPEC))
+
+    def build(nodes: tuple[str, ...]):
+        target = tmp_path / f"excl-{len(nodes)}.onnx"
+        quant = QuantConfig("static", per_channel=True, nodes_to_exclude=nodes)
+        build_variant(fp32, target, {"nodes": nodes}, quant, calibration, lambda: ranges, (1, 3, 8, 8))
+        return target
+
+    table = measure(fp32, build(()), faces, SPEC)
+    ranked = node_ranking(onnx.load(str(fp32)).graph, table)
+    # b.out's producer (Conv b, through the Relu folded into its range) and its consumer c share its SQNR
+    assert ranked[:3] == ["b", "b.relu", "c"] and set(ranked) == {"a", "a.relu", "b", "b.relu", "c", "c.relu", "pool"}
+
+    def validate(nodes: tuple[str, ...]) -> Step:
+        """The largest output error against FP32 stands in for the accuracy drop."""
+        error = float(
+            np.abs(runtime.run(runtime.session(build(nodes)), runtime.preprocess(faces, SPEC)) - reference).max()
+        )
+        return Step(nodes, Interval(error, error, error), NO_DROP, 1.0, Interval(1.0, 1.0, 1.0), 0.1)
+
+    gate = GateConfig(max_drop=0.04, max_excluded=8, max_steps=5)
+    found = search(ranked, validate, gate)
+    errors = [step.accuracy_drop.high for step in found.steps]
+    assert [len(step.excluded) for step in found.steps] == [0, 1, 2, 4]  # 3 nodes keep b.out in float; 4 is the step
+    assert errors[0] == errors[1] == errors[2] > 0.08 > 0.04 > errors[3]  # the quantization of b.out was the loss
+    assert found.met and {"b", "b.relu", "c"} <= set(found.chosen.excluded)
+    kept = onnx.load(str(tmp_path / "excl-4.onnx")).graph
+    assert SENSITIVE not in {node.input[0] for node in kept.node if node.op_type == "QuantizeLinear"}
+
+    frame = steps_frame(found)
+    assert frame.excluded.tolist() == [0, 1, 2, 4] and frame.gate_holds.tolist() == [False, False, False, True]
+    paths = exclusion_artifacts(found, tmp_path)
+    assert [p.name for p in paths] == [EXCLUSION_CSV, EXCLUDED_TXT]
+    lines = paths[1].read_text().splitlines()
+    assert lines[:4] == list(found.chosen.excluded) and lines[4].endswith("quant.nodes_to_exclude=[b,b.relu,c,c.relu]")
+
+
+def test_a_search_that_spends_its_budget_says_so_and_keeps_the_most_nodes_in_float():
+    def never(nodes: tuple[str, ...]) -> Step:
+        return Step(nodes, Interval(0.002, 0.001, 0.003), Interval(0.05, 0.02, 0.08), 1.0, NO_DROP, 0.1)
+
+    found = search([f"n{i}" for i in range(10)], never, GateConfig(max_excluded=3, max_steps=9))
+    assert [len(step.excluded) for step in found.steps] == [0, 1, 2, 3] and not found.met
+    message = unmet(found)
+    assert "with 3 node(s) in float" in message and "TAR@FAR=1e-3 drop 5.00 pt" in message
+    assert "accuracy" not in message and "gate.max_excluded=3" in message
+
+
+def test_the_schedule_doubles_within_the_budget():
+    assert schedule(100, GateConfig()) == [0, 1, 2, 4, 8, 16, 32, 64]
+    assert schedule(5, GateConfig()) == [0, 1, 2, 4, 5]
+    assert schedule(100, GateConfig(max_steps=2)) == [0, 1, 2]
+    assert schedule(0, GateConfig()) == [0]
+
+
+def test_validation_pairs_are_apart_from_calibration_sensitivity_and_test_by_image_and_identity(lfw):
+    calibration = calibration_images(lfw, 500, seed=0)
+    held_out = held_out_images(lfw, 200, 0, calibration)
+    images = validation_images(lfw, None, calibration, held_out)
+    gate = GateConfig(genuine=600, impostor=3000)
+    pairs = validation_pairs(images, gate)
+    used = {name for pair in pairs for name in (pair.left, pair.right)}
+    tested = set(pair_images(lfw.pairs))
+    assert not used & tested and not used & set(calibration) and not used & set(held_out)
+    assert not {identity_of(n) for n in used} & {identity_of(n) for n in calibration}
+    genuine = [p for p in pairs if p.label == 1]
+    impostor = [p for p in pairs if p.label == 0]
+    assert len(genuine) == 600 and len(impostor) == 3000 and len(set(pairs)) == len(pairs)
+    assert all(identity_of(p.left) == identity_of(p.right) != "" for p in genuine)
+    assert all(identity_of(p.left) != identity_of(p.right) for p in impostor)
+    assert len({identity_of(p.left) for p in genuine}) > 150  # round-robin: no identity fills the set
+    for label in (0, 1):
+        counts = np.bincount([p.fold for p in pairs if p.label == label], minlength=FOLDS)
+        assert counts.max() - counts.min() <= 1
+    assert validation_pairs(images, gate) == pairs and validation_pairs(images, GateConfig(seed=1)) != pairs
+    with pytest.raises(DatasetError, match=r"gate.genuine=100000 but the validation images .* give only \d+ genuine"):
+        validation_pairs(images, GateConfig(genuine=100000))
+
+
+def test_exclude_auto_is_a_static_qdq_setting_of_its_own():
+    auto = settings("quant=static", "quant.exclude=auto")
+    plain = settings("quant=static")
+    assert auto.variant_name == "int8_static_qdq_minmax_500_exclauto"
+    assert auto.name_excluding(7) == "int8_static_qdq_minmax_500_excl7" and auto.name_excluding(0) == plain.variant_name
+    assert auto.variant_key != plain.variant_key and "gate" in auto.as_dict() and "gate" not in plain.as_dict()
+    assert settings("quant=static", "quant.exclude=auto", "gate.max_drop=0.01").variant_key != auto.variant_key
+    assert settings("quant=static", "gate.max_drop=0.01").variant_key == plain.variant_key
+    for overrides, message in (
+        (("quant=dynamic", "+quant.exclude=auto"), "static QDQ"),
+        (("quant=static", "quant.exclude=auto", "quant.nodes_to_exclude=[a]"), "drop quant.nodes_to_exclude"),
+        (("quant=static", "quant.exclude=auto", "sensitivity=false"), "drop sensitivity=false"),
+        (("quant=static", "quant.exclude=auto", "gate.impostor=100"), "gate.impostor=100"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            settings(*overrides)
