@@ -13,11 +13,16 @@ from facequant.data import DatasetError, calibration_images, held_out_images, id
 from facequant.exclusion import Step, exclusion_artifacts, node_ranking, schedule, search, steps_frame, unmet
 from facequant.paired import Interval
 from facequant.quantize import build_variant, calibration_ranges
-from facequant.schema import EXCLUDED_TXT, EXCLUSION_CSV
+from facequant.report import Rule
+from facequant.report.document import build_report
+from facequant.report.exclusion import read_search
+from facequant.schema import EXCLUDED_TXT, EXCLUSION_CSV, Metric, Param
 from facequant.sensitivity import measure
 from facequant.stage_config import CalibrationConfig, ConfigError, GateConfig, QuantConfig
 from facequant.validation import FOLDS, validation_images, validation_pairs
 from test_config import settings
+from test_report import fp32 as fp32_run
+from test_report import static
 from test_sensitivity import SENSITIVE, SPEC, synthetic
 
 NO_DROP = Interval(0.0, 0.0, 0.0)
@@ -134,3 +139,41 @@ def test_exclude_auto_is_a_static_qdq_setting_of_its_own():
     ):
         with pytest.raises(ConfigError, match=message):
             settings(*overrides)
+
+
+def test_the_report_shows_each_search_step_and_the_nodes_kept_in_float(tmp_path):
+    def step(count: int, drop: float) -> Step:
+        return Step(
+            tuple(f"n{i}" for i in range(count)),
+            Interval(drop, drop - 0.002, drop + 0.002),
+            NO_DROP,
+            4.0,
+            Interval(1.8, 1.7, 1.9),
+            12.0,
+        )
+
+    found = search([f"n{i}" for i in range(20)], lambda nodes: step(len(nodes), 0.02 / (1 + len(nodes))), GateConfig())
+    assert [len(s.excluded) for s in found.steps] == [0, 1, 2, 4, 8] and found.met
+    csv, txt = exclusion_artifacts(found, tmp_path)
+    logged = {
+        Metric.N_EXCLUDED: 8.0,
+        Metric.EXCLUSION_GATE_MET: 1.0,
+        Metric.N_VALIDATION_PAIRS: 11000.0,
+        Metric.TIME_EXCLUDE: 95.0,
+    }
+    params = {Param.GATE_MAX_DROP: "0.005", Param.GATE_MAX_TAR_DROP: "0.01"}
+    searched = static("percentile", 500, 0.99, 1.8, logged=logged, extra=params, start=1)
+    build_report(
+        [fp32_run(), searched], {}, Rule(), tmp_path, "title", searches={searched.run_id: read_search(csv, txt)}
+    )
+    text = (tmp_path / "report.md").read_text()
+    heads = [line for line in text.splitlines() if line.startswith("### ")]
+    assert heads.index("### Accuracy-aware exclusion") == heads.index("### Per-tensor sensitivity") + 1
+    assert "11000 validation pairs; gate accuracy drop <= 0.50 pt, TAR@FAR=1e-3 drop <= 1.00 pt" in text
+    assert "the gate holds with 8 node(s) in float; search 95 s." in text
+    assert "| 0 | 0 | 2.00 (<= 2.20) | 0.00 (<= 0.00) | 4.00 | 1.80x [1.70, 1.90] | fails | 12 |" in text
+    assert "| 4 | 8 | 0.22 (<= 0.42) |" in text and text.count("| holds |") == 1
+    assert "Kept in float, worst first: `n0`, `n1`, `n2`, `n3`, `n4`, `n5`, `n6`, `n7` (all in" in text
+    plain = static("minmax", 500, 0.99, 1.8, start=2)
+    build_report([fp32_run(), plain], {}, Rule(), tmp_path, "title")
+    assert "### Accuracy-aware exclusion" not in (tmp_path / "report.md").read_text()

@@ -88,6 +88,8 @@ class Param(StrEnum):
     MODEL_EMBEDDING_SIZE = "model_info.embedding_size"
     MODEL_PREPROCESS = "model_info.preprocess"
     MODEL_WEIGHTS_SHA256 = "model_info.weights_sha256"
+    GATE_MAX_DROP = "gate.max_drop"  # quant.exclude=auto's bounds on the validation pairs
+    GATE_MAX_TAR_DROP = "gate.max_tar_drop"
     SENSITIVITY_FACES = "sensitivity_faces"  # held-out faces of the per-tensor sensitivity, when it was measured
 
 

@@ -19,10 +19,20 @@ import pandas as pd
 from facequant import tracking
 from facequant.report.accuracy import p_text
 from facequant.report.document import build_report
+from facequant.report.exclusion import read_search
 from facequant.report.rule import DROP_INTERVAL, Rule
 from facequant.report.sections import confidence, row_speedup, threads_phrase
 from facequant.report.table import Drop, Row, groups, variant_table
-from facequant.schema import ROC_CSV, SCORES_CSV, SENSITIVITY_CSV, Metric, RunRecord, Tag
+from facequant.schema import (
+    EXCLUDED_TXT,
+    EXCLUSION_CSV,
+    ROC_CSV,
+    SCORES_CSV,
+    SENSITIVITY_CSV,
+    Metric,
+    RunRecord,
+    Tag,
+)
 from facequant.stage_config import MlflowConfig
 
 __all__ = ["Comparison", "Rule", "compare", "register_recommended"]
@@ -89,20 +99,25 @@ def compare(
     from them and log it: to the sweep's parent, or to a new comparison run when they span several."""
     runs, sweep = tracking.select_runs(cfg, sweeps, filter_string)
     out = out or Path("reports") / (sweep or "comparison-" + time.strftime("%Y%m%d-%H%M%S"))
-    curves, tensors = {}, {}
+    curves, tensors, searches = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="facequant-scores-") as tmp:
         for run in [run for run in runs if run.finished]:
             artifact = ROC_CSV if run.protocol == "all" else SCORES_CSV  # 81M scores are not kept under all
             path = tracking.download_artifact(run.run_id, artifact, Path(tmp) / run.run_id)
             if path is not None:
                 curves[run.run_id] = pd.read_csv(path)
+            if not math.isnan(run.metric(Metric.N_EXCLUDED)):
+                steps = tracking.download_artifact(run.run_id, EXCLUSION_CSV, Path(tmp) / run.run_id)
+                nodes = tracking.download_artifact(run.run_id, EXCLUDED_TXT, Path(tmp) / run.run_id)
+                if steps is not None:
+                    searches[run.run_id] = read_search(steps, nodes)
             if math.isnan(run.metric(Metric.SQNR_MIN_DB)):
                 continue  # measured no sensitivity
             path = tracking.download_artifact(run.run_id, SENSITIVITY_CSV, Path(tmp) / run.run_id)
             if path is not None:  # an empty node is the model input, not a missing value
                 tensors[run.run_id] = pd.read_csv(path, keep_default_na=False)
     title = f"FaceNet INT8 quantization report: sweep {sweep}" if sweep else "FaceNet INT8 quantization report"
-    files = build_report(runs, curves, rule, out, title, tensors)
+    files = build_report(runs, curves, rule, out, title, tensors, searches)
     tracking.log_report(files, sweep, runs[0].experiment_id)
     best, why = recommend(runs, rule)
     return Comparison(files[-1], sweep, runs[0].experiment_id, best, why, tuple(runs))

@@ -12,6 +12,7 @@ import pandas as pd
 
 from facequant.plots import plot_calibration_grid, plot_histograms, plot_pareto, plot_roc_points, plot_rocs
 from facequant.report.accuracy import distribution_lines, drift_lines, flips_lines
+from facequant.report.exclusion import Searched, exclusion_lines
 from facequant.report.rule import Rule
 from facequant.report.sections import (
     HEADLINE,
@@ -69,6 +70,7 @@ def group_section(
     out: Path,
     prefix: str,
     tensors: Mapping[str, pd.DataFrame],
+    searches: Mapping[str, Searched],
 ) -> tuple[list[str], list[Path]]:
     """Summary, table, distributions, flips, drift, recommendation, sensitivity, plots and details of one group;
     lines and PNGs."""
@@ -109,6 +111,8 @@ def group_section(
     lines += ["### Embedding drift", "", *drift_lines(table), ""]
     lines += ["### Recommendations", "", *recommendation_lines(table, rule), ""]
     lines += ["### Per-tensor sensitivity", "", *sensitivity_lines(table, tensors), ""]
+    searched = exclusion_lines(table, searches)
+    lines += ["### Accuracy-aware exclusion", "", *searched, ""] if searched else []
     lines += ["### Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     lines += ["### Technical details", "", *technical_lines(runs, table), ""]
     return lines, plots
@@ -129,9 +133,10 @@ def build_report(
     out: Path,
     title: str,
     tensors: Mapping[str, pd.DataFrame] | None = None,
+    searches: Mapping[str, Searched] | None = None,
 ) -> list[Path]:
     """Write out/report.md and its PNGs from the selected runs (curves: run id -> scores.csv rows; tensors: run id
-    -> sensitivity.csv rows, for the runs that logged one).
+    -> sensitivity.csv rows, searches: run id -> its exclusion search, for the runs that logged one).
 
     Returns the files written, report.md last, so that exactly these are logged.
     """
@@ -168,7 +173,8 @@ def build_report(
             f"{tags(group, Tag.DATASET_FINGERPRINT)})",
             "",
         ]
-        section, plots = group_section(group, curves, rule, out, f"g{i}_" if len(split) > 1 else "", tensors or {})
+        prefix = f"g{i}_" if len(split) > 1 else ""
+        section, plots = group_section(group, curves, rule, out, prefix, tensors or {}, searches or {})
         lines += section
         files += plots
     path = out / REPORT_MD
