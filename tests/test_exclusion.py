@@ -177,3 +177,11 @@ def test_the_report_shows_each_search_step_and_the_nodes_kept_in_float(tmp_path)
     plain = static("minmax", 500, 0.99, 1.8, start=2)
     build_report([fp32_run(), plain], {}, Rule(), tmp_path, "title")
     assert "### Accuracy-aware exclusion" not in (tmp_path / "report.md").read_text()
+
+
+def test_exclude_auto_under_protocol_all_needs_a_pool_beyond_calibration():
+    with pytest.raises(ConfigError, match=r"calibration_pool=500 leaves 0 beside calibration.num_samples=500"):
+        settings("quant=static", "quant.exclude=auto", "dataset.protocol=all")
+    assert settings(
+        "quant=static", "quant.exclude=auto", "dataset.protocol=all", "dataset.calibration_pool=3000"
+    ).sensitivity

@@ -212,10 +212,17 @@ def load_settings(cfg: DictConfig) -> Settings:
     # qdq_loss_debug compares the tensors around QuantizeLinear/DequantizeLinear pairs: static QDQ models only
     sensitivity = bool(data.get("sensitivity", True)) and quant.mode == "static" and quant.format == "QDQ"
     faces = int(data.get("sensitivity_faces", 200))
+    dataset, calibration = sections["dataset"], sections["calibration"]
     if quant.exclude and not sensitivity:
         raise ConfigError("quant.exclude=auto ranks the nodes by their per-tensor sensitivity: drop sensitivity=false")
-    dataset, calibration = sections["dataset"], sections["calibration"]
     if sensitivity and dataset.protocol == "all" and dataset.calibration_pool - calibration.num_samples < faces:
+        if quant.exclude:
+            raise ConfigError(
+                f"quant.exclude=auto needs held-out faces and validation pairs outside calibration, but "
+                f"dataset.calibration_pool={dataset.calibration_pool} leaves "
+                f"{dataset.calibration_pool - calibration.num_samples} beside calibration.num_samples="
+                f"{calibration.num_samples}; raise dataset.calibration_pool"
+            )
         log.warning(
             "no per-tensor sensitivity: it needs sensitivity_faces=%d held-out faces outside calibration, and "
             "dataset.calibration_pool=%d leaves %d beside calibration.num_samples=%d; raise the pool to measure it",
