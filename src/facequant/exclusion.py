@@ -86,7 +86,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Search:
-    """The steps validated, in order; the search stops at the first that holds the gate."""
+    """The steps validated, in order: doubling until one holds the gate, then halving the gap to the last that
+    did not while the step budget lasts."""
 
     steps: tuple[Step, ...]
     gate: GateConfig
@@ -97,20 +98,35 @@ class Search:
 
     @property
     def chosen(self) -> Step:
-        """The step the search stopped at: the first that holds the gate, else the one with the most nodes in float."""
-        return self.steps[-1]
+        """The step with the fewest nodes in float that holds the gate, else the last one (the most in float)."""
+        holding = [step for step in self.steps if not step.breaks(self.gate)]
+        return min(holding, key=lambda step: len(step.excluded)) if holding else self.steps[-1]
 
 
 def search(ranked: Sequence[str], validate: Callable[[tuple[str, ...]], Step], gate: GateConfig) -> Search:
-    """Validate 0, 1, 2, 4, ... of the ranked nodes in float until a step holds the gate or the budget is spent."""
+    """Validate 0, 1, 2, 4, ... of the ranked nodes in float until a step holds the gate, then bisect between the
+    last count that failed and the first that held, within gate.max_steps re-quantizations in all."""
     steps: list[Step] = []
-    for count in schedule(len(ranked), gate):
+
+    def holds(count: int) -> bool:
         step = validate(tuple(ranked[:count]))
         steps.append(step)
         reasons = step.breaks(gate)
         log.info("exclusion step %d: %d node(s) in float: %s", len(steps), count, "; ".join(reasons) or "gate holds")
-        if not reasons:
+        return not reasons
+
+    failed, held = -1, None
+    for count in schedule(len(ranked), gate):
+        if holds(count):
+            held = count
             break
+        failed = count
+    while held is not None and held - failed > 1 and len(steps) <= gate.max_steps:
+        middle = (failed + held) // 2
+        if holds(middle):
+            held = middle
+        else:
+            failed = middle
     return Search(tuple(steps), gate)
 
 
