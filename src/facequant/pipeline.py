@@ -18,7 +18,7 @@ from facequant.allprotocol import AllEvaluation, all_artifacts, compare_all, eva
 from facequant.config import Settings
 from facequant.cpu import machine_info
 from facequant.data import pairs_digest
-from facequant.exclusion import exclusion_artifacts, node_ranking, search, step_metrics, unmet
+from facequant.exclusion import Step, exclusion_artifacts, node_ranking, search, step_metrics, unmet
 from facequant.export import OPSET
 from facequant.layout import CacheLayout
 from facequant.onnxmodel import InputSpec
@@ -175,9 +175,15 @@ def _exclude(
     name = f"{settings.dataset.name}-validation"
     tracking.log_validation_set(valid.pairs_frame(), name, pairs_digest(valid.pairs), str(data.lfw.images_dir))
     ranked = node_ranking(onnx.load(str(source), load_external_data=False).graph, found.table)
-    result = search(ranked, validator(settings, layout, data, exported, valid), settings.gate)
-    for i, step in enumerate(result.steps):
-        tracking.log_metrics(step_metrics(step), step=i)
+    validate, done = validator(settings, layout, data, exported, valid), []
+
+    def logged(nodes: tuple[str, ...]) -> Step:  # each step is logged as it ends, so a failed search keeps them
+        step = validate(nodes)
+        tracking.log_metrics(step_metrics(step), step=len(done))
+        done.append(step)
+        return step
+
+    result = search(ranked, logged, settings.gate)
     chosen = result.chosen.excluded
     variant = settings.name_excluding(len(chosen))
     tracking.set_tags({Tag.VARIANT: variant, Tag.RUN_NAME: variant})
