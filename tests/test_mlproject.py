@@ -26,6 +26,7 @@ def test_mlflow_run_nests_jobs_under_its_own_run(sweep, tmp_path):
             f"model.weights_dir={WEIGHTS_DIR}",
             f"cache_dir={workdir / 'cache'}",
             *QUICK_BENCHMARK,
+            "benchmark.threads=[1]",
             "sensitivity=false",  # this test is about the run nesting
             f"hydra.sweep.dir={tmp_path / 'multirun'}",
         ]
