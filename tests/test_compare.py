@@ -87,7 +87,7 @@ def test_default_selection_is_the_latest_sweep(sweep, tmp_path):
 
 def test_failing_job_fails_the_parent(sweep):
     workdir, _ = sweep  # warm caches: the fp32 job is quick
-    proc = main(workdir, "quant=fp32,static", "calibration.num_samples=6000", multirun=True)
+    proc = main(workdir, "quant=fp32,static", "calibration.num_samples=6000", "benchmark.threads=[1]", multirun=True)
     assert proc.returncode != 0
     parent = parents(workdir).iloc[-1]
     assert parent.status == "FAILED"

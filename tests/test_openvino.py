@@ -19,7 +19,7 @@ def test_each_runtime_and_precision_has_its_own_cache_identity():
 def test_openvino_runs_the_static_int8_file_close_to_onnx_runtime(sweep):
     workdir, df = sweep  # its static variant and FP32 scores are cached: only OpenVINO's work is new
     fp32, ort_static = df.iloc[0], df.iloc[2]
-    proc = main(workdir, "quant=static", "runtime=openvino", "sensitivity=false")  # the sweep measured this file
+    proc = main(workdir, "quant=static", "runtime=openvino", "sensitivity=false", "benchmark.threads=[1]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = job_runs(workdir).iloc[-1]
     assert run["tags.mlflow.runName"] == "int8_static_qdq_minmax_100@openvino" and run.status == "FINISHED"
