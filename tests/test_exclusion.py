@@ -3,6 +3,8 @@ quantization, real SQNR), and the validation pairs drawn from real LFW apart fro
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
@@ -119,7 +121,7 @@ def test_validation_pairs_are_apart_from_calibration_sensitivity_and_test_by_ima
     for label in (0, 1):
         counts = np.bincount([p.fold for p in pairs if p.label == label], minlength=FOLDS)
         assert counts.max() - counts.min() <= 1
-    assert validation_pairs(images, gate) == pairs and validation_pairs(images, GateConfig(seed=1)) != pairs
+    assert validation_pairs(images, gate) == pairs and validation_pairs(images, replace(gate, seed=1)) != pairs
     with pytest.raises(DatasetError, match=r"gate.genuine=100000 but the validation images .* give only \d+ genuine"):
         validation_pairs(images, GateConfig(genuine=100000))
 

@@ -112,7 +112,9 @@ def search(ranked: Sequence[str], validate: Callable[[tuple[str, ...]], Step], g
         step = validate(tuple(ranked[:count]))
         steps.append(step)
         reasons = step.breaks(gate)
-        log.info("exclusion step %d: %d node(s) in float: %s", len(steps), count, "; ".join(reasons) or "gate holds")
+        log.info(
+            "exclusion step %d: %d node(s) in float: %s", len(steps) - 1, count, "; ".join(reasons) or "gate holds"
+        )
         return not reasons
 
     failed, held = -1, None

@@ -18,7 +18,7 @@ from facequant.exclusion import Step
 from facequant.layout import CacheLayout
 from facequant.paired import Interval, bootstrap_drops
 from facequant.schema import Metric
-from facequant.stage_config import GateConfig
+from facequant.stage_config import GateConfig, min_rounds
 from facequant.stages import EvalData, Exported, benchmark_model, evaluate_model, quantize_model
 
 FOLDS = 10  # the 10-fold accuracy of the test protocol, on the validation pairs too
@@ -67,7 +67,10 @@ def impostor_pairs(images: Sequence[str], count: int, rng: np.random.Generator) 
     identity = np.array([identity_of(name) for name in images])
     possible = (len(images) ** 2 - sum(len(m) ** 2 for m in _by_identity(images).values())) // 2
     if count > possible:
-        raise DatasetError(f"gate.impostor={count} but the validation images give only {possible} impostor pairs")
+        raise DatasetError(
+            f"gate.impostor={count} but the images of the genuine pairs give only {possible} impostor pairs; lower "
+            "gate.impostor or raise gate.genuine"
+        )
     seen: set[tuple[int, int]] = set()
     while len(seen) < count:
         left, right = rng.integers(0, len(images), (2, count))
@@ -110,7 +113,10 @@ def validator(
     the validation pairs against FP32: paired-bootstrap drops, and a paired speed-up at the first thread count."""
     spec = exported.spec
     fp32 = evaluate_model(valid, exported.fp32, spec)
-    timing = replace(settings, benchmark=replace(settings.benchmark, threads=settings.benchmark.threads[:1], rounds=6))
+    rounds = max(6, min_rounds(settings.benchmark.confidence))  # the fewest that give the configured interval
+    timing = replace(
+        settings, benchmark=replace(settings.benchmark, threads=settings.benchmark.threads[:1], rounds=rounds)
+    )
 
     def validate(excluded: tuple[str, ...]) -> Step:
         start = time.perf_counter()
