@@ -173,7 +173,7 @@ def quantize_model(
 ) -> Quantized:
     """The variant's ONNX file (of quant, by default the settings'), built unless a verified copy of the same
     identity is cached; static variants quantize with the calibration's cached ranges."""
-    quant = quant or settings.quant
+    quant = replace(quant or settings.quant, exclude=None)  # auto chooses exclusions; the plain file is the same
     if quant.mode == "fp32":
         return Quantized(exported.fp32, built=False, source=exported.fp32)
     calib = settings.calibration
