@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import re
 import sys
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
 from facequant.schema import Param
@@ -92,3 +94,39 @@ def machine_info() -> dict[str, str]:
         except PackageNotFoundError:
             info[f"version.{pkg}"] = "absent"
     return info
+
+
+# The hash-checked lock the README's set-up installs from, when facequant runs from its checkout.
+LOCK = Path(__file__).resolve().parents[2] / "requirements" / "lock.txt"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.MULTILINE)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_versions(lock: Path = LOCK) -> dict[str, str]:
+    """{package: version} pinned by a requirements lock (name==version lines)."""
+    return {_canonical(name): pin for name, pin in _PIN.findall(lock.read_text())}
+
+
+def installed_versions() -> dict[str, str]:
+    """{package: version} of every distribution this interpreter imports from: the `pip freeze` of the run."""
+    return {_canonical(d.metadata["Name"]): d.version for d in distributions() if d.metadata["Name"]}
+
+
+@cache
+def environment() -> tuple[dict[str, str], str]:
+    """(params, text): the lock's sha256 and which installed versions differ from it, and the whole resolved
+    environment as name==version lines, so that a figure can be traced to its exact stack."""
+    installed = installed_versions()
+    lines = [f"{name}=={installed[name]}" for name in sorted(installed)]
+    if not LOCK.is_file():
+        params = {Param.ENV_LOCK_SHA256: "absent", Param.ENV_LOCK_DRIFT: "no lock"}
+        return params, "\n".join(["# no requirements/lock.txt beside this facequant", *lines]) + "\n"
+    locked = locked_versions()
+    drift = sorted(f"{n}=={installed.get(n, 'absent')} (lock {v})" for n, v in locked.items() if installed.get(n) != v)
+    sha = hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    params = {Param.ENV_LOCK_SHA256: sha, Param.ENV_LOCK_DRIFT: "; ".join(drift)[:500] or "none"}
+    header = [f"# requirements/lock.txt sha256 {sha}", f"# differs from the lock: {'; '.join(drift) or 'nothing'}"]
+    return params, "\n".join([*header, *lines]) + "\n"

@@ -16,7 +16,7 @@ from facequant import runtime, tracking
 from facequant.allprotocol import FAR_NOTE as ALL_FAR_NOTE
 from facequant.allprotocol import AllEvaluation, all_artifacts, compare_all, evaluate_all
 from facequant.config import Settings
-from facequant.cpu import machine_info
+from facequant.cpu import environment, machine_info
 from facequant.data import pairs_digest
 from facequant.exclusion import Step, exclusion_artifacts, node_ranking, search, step_metrics, unmet
 from facequant.export import OPSET
@@ -27,6 +27,7 @@ from facequant.schema import (
     CONFIG_YAML,
     DRIFT_CSV,
     DRIFT_PNG,
+    ENVIRONMENT_TXT,
     HISTOGRAM_PNG,
     ROC_PNG,
     SCORES_CSV,
@@ -104,10 +105,12 @@ def run_job(settings: Settings, config_yaml: str) -> dict[str, float]:
         Tag.GIT_COMMIT: tracking.git_commit(),
         Tag.MODEL: settings.model.name,
     }
+    env_params, env_text = environment()
     with tracking.job_run(settings.mlflow, settings.variant_name, tags, settings.parent_run_id):
         tracking.log_params(
             tracking.flatten(settings.as_dict())
             | machine_info()
+            | env_params
             | {
                 Param.ONNX_OPSET: OPSET,
                 Param.QUANT_SCHEME: scheme(settings),
@@ -118,6 +121,7 @@ def run_job(settings: Settings, config_yaml: str) -> dict[str, float]:
             }
         )
         tracking.log_text(config_yaml, CONFIG_YAML)
+        tracking.log_text(env_text, ENVIRONMENT_TXT)
         return _run(settings)
 
 

@@ -78,6 +78,8 @@ class Param(StrEnum):
     SWEEP_DIR = "sweep.dir"
     CPU_MODEL = "cpu.model"
     CPU_ISA = "cpu.isa"
+    ENV_LOCK_SHA256 = "env.lock_sha256"  # the requirements lock the environment was installed from
+    ENV_LOCK_DRIFT = "env.lock_drift"  # installed versions that differ from that lock, or "none"
     VERSION_ONNXRUNTIME = "version.onnxruntime"
     VERSION_TORCH = "version.torch"
     VERSION_ONNX = "version.onnx"
@@ -251,6 +253,7 @@ STAGE_TIME = {
 # Artifacts of a job run.
 SCORES_CSV = "scores.csv"
 CONFIG_YAML = "config.yaml"
+ENVIRONMENT_TXT = "environment.txt"  # every installed distribution, name==version, with the lock's hash
 ROC_PNG = "roc.png"
 HISTOGRAM_PNG = "score_histogram.png"
 DRIFT_CSV = "embedding_cosine.csv"  # every evaluated image's FP32-vs-variant embedding cosine
