@@ -19,12 +19,12 @@ from typing import TypeVar
 
 from hydra import compose, initialize_config_dir
 
-from facequant import runtime
-from facequant.allprotocol import all_artifacts, compare_all, evaluate_all
-from facequant.config import load_settings
-from facequant.cpu import machine_info
-from facequant.layout import CacheLayout
-from facequant.stages import export_model, prepare_data, quantize_model
+from facequant.cache.layout import CacheLayout
+from facequant.config.settings import load_settings
+from facequant.job.stages import export_model, prepare_data, quantize_model
+from facequant.job.stages_all import all_artifacts, compare_all, evaluate_all
+from facequant.machine import machine_info
+from facequant.runtime import sessions as runtime
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")

@@ -23,14 +23,14 @@ import numpy as np
 import onnxruntime as ort
 from hydra import compose, initialize_config_dir
 
-from facequant import runtime
-from facequant.benchmark import interleaved, speedup
-from facequant.config import Settings, load_settings
-from facequant.cpu import has_bf16, machine_info
-from facequant.layout import CacheLayout
+from facequant.cache.layout import CacheLayout
+from facequant.config.sections import RuntimeConfig
+from facequant.config.settings import Settings, load_settings
+from facequant.job.stages import export_model, prepare_data, quantize_model
+from facequant.machine import has_bf16, machine_info
+from facequant.runtime import sessions as runtime
+from facequant.runtime.benchmark import interleaved, speedup
 from facequant.schema import Param
-from facequant.stage_config import RuntimeConfig
-from facequant.stages import export_model, prepare_data, quantize_model
 
 REPO = Path(__file__).resolve().parents[1]
 OPENVINO = RuntimeConfig("openvino", "f32")

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from facequant import tracking
-from facequant.benchmark import Interval, median_interval
-from facequant.cpu import machine_info
+from facequant.config.sections import MlflowConfig, min_rounds
+from facequant.machine import machine_info
+from facequant.runtime.benchmark import Interval, median_interval
 from facequant.schema import Param
-from facequant.stage_config import MlflowConfig, min_rounds
 
 MONITOR_THREAD = "SystemMetricsMonitor"  # the name MLflow gives its sampling thread
 SAMPLING_INTERVAL_ENV = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"

@@ -12,7 +12,7 @@ python3.11 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --no-deps facenet-pytorch==2.6.0 2>&1 | grep -v "is ignored: it is neither" || true
 echo "== resolved versions that differ from requirements/lock.txt"
 "$venv/bin/python" - <<'PY'
-from facequant.cpu import installed_versions, locked_versions
+from facequant.machine import installed_versions, locked_versions
 locked, now = locked_versions(), installed_versions()
 moved = [f"  {n}: lock {v} -> {now.get(n, 'absent')}" for n, v in sorted(locked.items()) if now.get(n) != v]
 added = [f"  {n}: new {now[n]}" for n in sorted(set(now) - set(locked)) if n not in ("facequant", "facenet-pytorch", "pip")]

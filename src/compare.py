@@ -8,10 +8,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from facequant import tracking
+from facequant.config.sections import ConfigError, MlflowConfig
 from facequant.report import Rule, compare, register_recommended
-from facequant.report.gate import GATE_FAILED, gate_failures, gated_variants
+from facequant.report.release_gate import GATE_FAILED, gate_failures, gated_variants
 from facequant.schema import TAR_DROP_AT_FAR
-from facequant.stage_config import ConfigError, MlflowConfig
 
 
 @hydra.main(config_path="../conf", config_name="compare", version_base="1.3")

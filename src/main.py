@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from facequant.config import load_settings
-from facequant.pipeline import run_job
+from facequant.config.settings import load_settings
+from facequant.job.pipeline import run_job
 from facequant.schema import Metric
 from facequant.tracking import handle_sigterm
 

@@ -55,8 +55,8 @@ def lfw_root():
 
 @pytest.fixture(scope="session")
 def lfw(lfw_root):
-    from facequant.data import load_lfw
-    from facequant.stage_config import DatasetConfig
+    from facequant.config.sections import DatasetConfig
+    from facequant.data.lfw import load_lfw
 
     return load_lfw(DatasetConfig(root=str(lfw_root)))
 
@@ -64,8 +64,8 @@ def lfw(lfw_root):
 @pytest.fixture(scope="session")
 def msceleb128():
     """The real Sandberg 20170512-110547 weights as (torch module, ModelInfo)."""
-    from facequant.models import load_model
-    from facequant.stage_config import ModelConfig
+    from facequant.config.sections import ModelConfig
+    from facequant.models.backbones import load_model
 
     _weights_reachable()
     return load_model(ModelConfig(name="msceleb128", preprocess="per_image", weights_dir=str(WEIGHTS_DIR)))
@@ -74,10 +74,10 @@ def msceleb128():
 @pytest.fixture(scope="session")
 def aligned_sample(lfw, tmp_path_factory):
     """64 real calibration-pool faces, aligned once per session in a fresh cache."""
-    from facequant.align import align_images
-    from facequant.data import calibration_images
-    from facequant.layout import CacheLayout
-    from facequant.stage_config import AlignConfig
+    from facequant.cache.layout import CacheLayout
+    from facequant.config.sections import AlignConfig
+    from facequant.data.align import align_images
+    from facequant.data.lfw import calibration_images
 
     names = calibration_images(lfw, 64, seed=1)
     return align_images(lfw.images_dir, names, AlignConfig(), CacheLayout(tmp_path_factory.mktemp("cache")))
@@ -86,9 +86,9 @@ def aligned_sample(lfw, tmp_path_factory):
 @pytest.fixture(scope="session")
 def fp32_onnx(msceleb128, aligned_sample, tmp_path_factory):
     """The real msceleb128 model exported to ONNX, with the parity measured on real faces."""
-    from facequant.export import export_onnx
+    from facequant.models.export import export_onnx
     from facequant.onnxmodel import InputSpec
-    from facequant.runtime import preprocess
+    from facequant.runtime.sessions import preprocess
 
     net, info = msceleb128
     path = tmp_path_factory.mktemp("onnx") / "fp32.onnx"

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facequant.align import align_images
-from facequant.images import ImageError
-from facequant.layout import CacheLayout
-from facequant.stage_config import AlignConfig
+from facequant.cache.layout import CacheLayout
+from facequant.config.sections import AlignConfig
+from facequant.data.align import align_images
+from facequant.data.images import ImageError
 
 CFG = AlignConfig(batch_size=4)
 
@@ -81,7 +81,7 @@ def test_center_weighted_selection_picks_the_subject_on_a_group_photo(lfw, mscel
     import torch
 
     from facequant.onnxmodel import InputSpec
-    from facequant.runtime import preprocess
+    from facequant.runtime.sessions import preprocess
 
     names = ["Angela_Bassett/Angela_Bassett_0003.jpg", "Angela_Bassett/Angela_Bassett_0001.jpg"]
     centre = align_images(lfw.images_dir, names, CFG, CacheLayout(tmp_path / "c"))

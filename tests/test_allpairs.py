@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from facequant import allpairs
-from facequant.allpairs import _resampled_tar, bootstrap_tar_drops, scan
-from facequant.allprotocol import AllEvaluation
-from facequant.data import DatasetError, identity_of, split_identities
-from facequant.paired import decision_flips
+from facequant.data.lfw import DatasetError, identity_of, split_identities
+from facequant.evaluation import allpairs
+from facequant.evaluation.allpairs import _resampled_tar, bootstrap_tar_drops, scan
+from facequant.evaluation.paired import decision_flips
+from facequant.job.stages_all import AllEvaluation
 from facequant.schema import Metric
 
 

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from facequant.benchmark import interleaved, measure, median_interval, speedup
+from facequant.config.sections import BenchmarkConfig, ConfigError, min_rounds
+from facequant.runtime.benchmark import interleaved, measure, median_interval, speedup
 from facequant.schema import Metric, at_threads
-from facequant.stage_config import BenchmarkConfig, ConfigError, min_rounds
 
 
 class FakeCPU:

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from facequant import casia
-from facequant.cache import sha256_file
-from facequant.casia import (
+from facequant.cache.files import sha256_file
+from facequant.config.sections import ModelConfig
+from facequant.models import casia
+from facequant.models.backbones import load_model
+from facequant.models.casia import (
     GRAPH_SHA256,
     GRAPH_SIZE,
     GRAPH_SOURCE,
@@ -24,12 +26,10 @@ from facequant.casia import (
     graph_scope,
     record_parity,
 )
-from facequant.models import load_model
+from facequant.models.tfgraph import FrozenGraph, graph_def_class
+from facequant.models.weights import WeightsError
 from facequant.onnxmodel import InputSpec
-from facequant.runtime import preprocess
-from facequant.stage_config import ModelConfig
-from facequant.tfgraph import FrozenGraph, graph_def_class
-from facequant.weights import WeightsError
+from facequant.runtime.sessions import preprocess
 from helpers import WEIGHTS_DIR
 
 ROOT = "InceptionResnetV1"
@@ -177,9 +177,9 @@ def test_without_github_and_pypi_the_error_names_both_files(offline, tmp_path, m
 
 
 def test_load_model_offline_converts_the_graph(offline, graph_path, lfw, tmp_path):
-    from facequant.align import align_images
-    from facequant.layout import CacheLayout
-    from facequant.stage_config import AlignConfig
+    from facequant.cache.layout import CacheLayout
+    from facequant.config.sections import AlignConfig
+    from facequant.data.align import align_images
 
     net, info = load_model(ModelConfig(name="casia_webface", preprocess="fixed", weights_dir=str(WEIGHTS_DIR)))
     assert info.source == GRAPH_SOURCE and GRAPH_SHA256 in info.source

@@ -6,9 +6,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
-from facequant.config import load_settings
-from facequant.cpu import has_bf16
-from facequant.stage_config import QUANT_DEFAULTS, CalibrationConfig, ConfigError
+from facequant.config.sections import QUANT_DEFAULTS, CalibrationConfig, ConfigError
+from facequant.config.settings import load_settings
+from facequant.machine import has_bf16
 from helpers import REPO
 
 

@@ -3,8 +3,8 @@
 import pytest
 from PIL import Image
 
-from facequant.data import DatasetError, calibration_images, load_lfw, pair_images, parse_pairs
-from facequant.stage_config import DatasetConfig
+from facequant.config.sections import DatasetConfig
+from facequant.data.lfw import DatasetError, calibration_images, load_lfw, pair_images, parse_pairs
 
 
 def test_real_pairs_file(lfw_root):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from facequant.evaluate import verification_metrics
+from facequant.evaluation.verification import verification_metrics
+from facequant.job.stages import Evaluation
 from facequant.schema import Metric
-from facequant.stages import Evaluation
 
 
 def evaluation(scores: np.ndarray, labels: np.ndarray) -> Evaluation:

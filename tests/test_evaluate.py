@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from facequant.evaluate import best_threshold, cosine_scores, fold_accuracies, verification_metrics
+from facequant.evaluation.verification import best_threshold, cosine_scores, fold_accuracies, verification_metrics
 from facequant.schema import Metric
 
 

@@ -10,18 +10,18 @@ import onnx
 import pytest
 from onnxruntime.quantization import TensorData, save_tensors_data
 
-from facequant import runtime
-from facequant.data import DatasetError, calibration_images, held_out_images, identity_of, pair_images
-from facequant.exclusion import Step, exclusion_artifacts, node_ranking, schedule, search, steps_frame, unmet
-from facequant.paired import Interval
-from facequant.quantize import build_variant, calibration_ranges
+from facequant.config.sections import CalibrationConfig, ConfigError, GateConfig, QuantConfig
+from facequant.data.lfw import DatasetError, calibration_images, held_out_images, identity_of, pair_images
+from facequant.evaluation.paired import Interval
+from facequant.job.exclude import FOLDS, validation_images, validation_pairs
+from facequant.quant.exclusion import Step, exclusion_artifacts, node_ranking, schedule, search, steps_frame, unmet
+from facequant.quant.quantize import build_variant, calibration_ranges
+from facequant.quant.sensitivity import measure
 from facequant.report import Rule
 from facequant.report.document import build_report
 from facequant.report.exclusion import read_search
+from facequant.runtime import sessions as runtime
 from facequant.schema import EXCLUDED_TXT, EXCLUSION_CSV, Metric, Param
-from facequant.sensitivity import measure
-from facequant.stage_config import CalibrationConfig, ConfigError, GateConfig, QuantConfig
-from facequant.validation import FOLDS, validation_images, validation_pairs
 from test_config import settings
 from test_report import fp32 as fp32_run
 from test_report import static

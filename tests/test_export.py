@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from facequant.export import INPUT, OPSET, OUTPUT, export_onnx, read_metadata
+from facequant.models.export import INPUT, OPSET, OUTPUT, export_onnx, read_metadata
 from facequant.onnxmodel import InputSpec
-from facequant.runtime import embed, preprocess
+from facequant.runtime.sessions import embed, preprocess
 
 
 def test_parity_and_metadata(fp32_onnx, msceleb128):

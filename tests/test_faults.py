@@ -18,8 +18,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from facequant.stage_config import ConfigError, MlflowConfig
-from facequant.sweep import check_launcher
+from facequant.config.sections import ConfigError, MlflowConfig
+from facequant.job.sweep import check_launcher
 from facequant.tracking import Terminated, handle_sigterm, job_run
 from helpers import REPO, all_runs, job_runs, parents, run_compare
 

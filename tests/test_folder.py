@@ -9,13 +9,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from facequant.config import load_settings
-from facequant.data import DatasetError
-from facequant.folder import list_images, load_folder, parse_pairs_csv
-from facequant.images import ImageError, read_rgb
+from facequant.config.sections import ConfigError, DatasetConfig
+from facequant.config.settings import load_settings
+from facequant.data.folder import list_images, load_folder, parse_pairs_csv
+from facequant.data.images import ImageError, read_rgb
+from facequant.data.lfw import DatasetError
+from facequant.data.selection import select
 from facequant.schema import UNREADABLE_TXT, Metric
-from facequant.selection import select
-from facequant.stage_config import ConfigError, DatasetConfig
 from helpers import REPO, job_runs, main, share_aligned
 
 # Calibration draws from the identities no pair uses: here the two singletons.

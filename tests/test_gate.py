@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from facequant.config.sections import ConfigError
 from facequant.report import Rule
-from facequant.report.gate import GATE_FAILED, gate_failures, gated_variants
+from facequant.report.release_gate import GATE_FAILED, gate_failures, gated_variants
 from facequant.schema import Tag
-from facequant.stage_config import ConfigError
 from helpers import run_compare
 from test_report import fp32, record, static
 from test_report_runs import fake_run, fake_sweep  # noqa: F401 (a fixture)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facequant.cache import atomic_path, load_npz, save_npz, verified_file, write_file_record
-from facequant.layout import (
+from facequant.cache.files import atomic_path, load_npz, save_npz, verified_file, write_file_record
+from facequant.cache.layout import (
     CacheLayout,
     CachePathError,
     FaceSetIdentity,
@@ -130,7 +130,7 @@ def _convert_slowly(target: str, calls: str) -> None:
 
     import torch
 
-    from facequant.weights import cached_state_dict
+    from facequant.models.weights import cached_state_dict
 
     def convert() -> dict:
         with open(calls, "a") as fh:

@@ -8,7 +8,7 @@ import tomllib
 
 from packaging.requirements import Requirement
 
-from facequant.cpu import LOCK, _canonical, environment, installed_versions, locked_versions
+from facequant.machine import LOCK, _canonical, environment, installed_versions, locked_versions
 from facequant.schema import Param
 from helpers import REPO
 

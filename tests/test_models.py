@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from facequant.models import build_backbone, load_model
+from facequant.config.sections import ConfigError, ModelConfig
+from facequant.models.backbones import build_backbone, load_model
+from facequant.models.weights import WeightsError
 from facequant.onnxmodel import InputSpec
-from facequant.runtime import preprocess
-from facequant.stage_config import ConfigError, ModelConfig
-from facequant.weights import WeightsError
+from facequant.runtime.sessions import preprocess
 
 
 @pytest.fixture

@@ -13,15 +13,15 @@ import pytest
 from hydra import compose, initialize_config_dir
 from onnx import TensorProto, helper, numpy_helper
 
-from facequant.cache import sha256_file
-from facequant.config import load_settings
-from facequant.export import model_identity, onnx_file
-from facequant.layout import CacheLayout
+from facequant.cache.files import sha256_file
+from facequant.cache.layout import CacheLayout
+from facequant.config.sections import CalibrationConfig, ConfigError, ModelConfig, RuntimeConfig
+from facequant.config.settings import load_settings
+from facequant.job.stages import evaluate_model, export_model, prepare_data
+from facequant.models.export import model_identity, onnx_file
 from facequant.onnxmodel import InputSpec, OnnxModelError
-from facequant.quantize import FaceReader, calibration_ranges
-from facequant.runtime import embed, preprocess
-from facequant.stage_config import CalibrationConfig, ConfigError, ModelConfig, RuntimeConfig
-from facequant.stages import evaluate_model, export_model, prepare_data
+from facequant.quant.quantize import FaceReader, calibration_ranges
+from facequant.runtime.sessions import embed, preprocess
 from helpers import LFW_ROOT, REPO, job_runs, main, share_aligned
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from facequant.cpu import has_bf16
-from facequant.runtime import ORT, name
-from facequant.stage_config import RuntimeConfig
+from facequant.config.sections import RuntimeConfig
+from facequant.machine import has_bf16
+from facequant.runtime.sessions import ORT, name
 from helpers import job_runs, main
 
 

@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from facequant.benchmark import Interval
-from facequant.evaluate import best_threshold, fold_accuracies, verification_metrics
-from facequant.paired import (
+from facequant.evaluation.paired import (
     bootstrap_drops,
     decision_flips,
     embedding_cosines,
@@ -14,6 +12,8 @@ from facequant.paired import (
     far_threshold,
     paired_metrics,
 )
+from facequant.evaluation.verification import best_threshold, fold_accuracies, verification_metrics
+from facequant.runtime.benchmark import Interval
 from facequant.schema import Metric
 
 

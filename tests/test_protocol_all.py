@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facequant.data import identity_of, load_lfw, split_identities
+from facequant.config.sections import DatasetConfig
+from facequant.data.lfw import identity_of, load_lfw, split_identities
 from facequant.schema import (
     DRIFT_CSV,
     DRIFT_PNG,
@@ -14,7 +15,6 @@ from facequant.schema import (
     ROC_CSV,
     Metric,
 )
-from facequant.stage_config import DatasetConfig
 from helpers import LFW_ROOT, job_runs, main, run_compare, share_aligned
 
 IDENTITIES = 40

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from facequant.config.sections import CalibrationConfig, QuantConfig
 from facequant.onnxmodel import InputSpec
-from facequant.quantize import QuantizationError, build_variant, calibration_ranges, check_runnable, pre_process
-from facequant.stage_config import CalibrationConfig, QuantConfig
+from facequant.quant.quantize import QuantizationError, build_variant, calibration_ranges, check_runnable, pre_process
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_a_model_the_cpu_ep_cannot_run_fails_clearly(tmp_path):
 
 
 def test_a_failed_build_leaves_no_cache_entry(fp32_onnx, tmp_path, monkeypatch):
-    import facequant.quantize as q
+    import facequant.quant.quantize as q
 
     monkeypatch.setattr(q, "quantize_dynamic", lambda src, dst, **_: unrunnable_model(dst))
     target = tmp_path / "dyn.onnx"

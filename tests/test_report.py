@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from facequant import report, tracking
+from facequant.config.sections import MlflowConfig
 from facequant.report import Rule
 from facequant.report.accuracy import DROP_NOTE, drift_lines, flips_lines
 from facequant.report.document import build_report, calibration_grid
@@ -25,7 +26,6 @@ from facequant.report.sections import (
 )
 from facequant.report.table import variant_table
 from facequant.schema import SCORES_CSV, Metric, Param, RunRecord, Tag, at_threads
-from facequant.stage_config import MlflowConfig
 from helpers import paired
 
 # The FP32 numbers every variant's job compared itself against.

@@ -8,12 +8,13 @@ import sys
 import numpy as np
 
 from facequant.onnxmodel import InputSpec
-from facequant.runtime import preprocess
+from facequant.runtime.sessions import preprocess
 
 
 def test_runtime_side_imports_neither_torch_nor_h5py():
     code = (
-        "import sys, facequant.runtime, facequant.quantize, facequant.evaluate, facequant.benchmark; "
+        "import sys, facequant.runtime.sessions, facequant.quant.quantize, facequant.evaluation.verification, "
+        "facequant.runtime.benchmark; "
         "print(sorted(m for m in ('torch', 'h5py') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -30,7 +31,7 @@ def test_fixed_and_per_image_differ_on_the_same_faces():
 
 def test_flip_fusion_is_mirror_invariant_on_real_faces(fp32_onnx, aligned_sample):
     """The fused embedding of a face and of its mirror image are the same unit vector; unfused they are not."""
-    from facequant.runtime import embed
+    from facequant.runtime.sessions import embed
 
     path, _ = fp32_onnx
     faces = aligned_sample.faces[:8]

@@ -21,7 +21,8 @@ from onnxruntime.quantization.qdq_loss_debug import (
     modify_model_output_intermediate_tensors,
 )
 
-from facequant.data import (
+from facequant.config.sections import CalibrationConfig, QuantConfig, RuntimeConfig
+from facequant.data.lfw import (
     DatasetError,
     calibration_images,
     held_out_images,
@@ -30,13 +31,8 @@ from facequant.data import (
     split_identities,
 )
 from facequant.onnxmodel import InputSpec
-from facequant.quantize import FaceReader, QuantizationError, build_variant, fit_ranges
-from facequant.report import Rule
-from facequant.report.document import build_report
-from facequant.report.sensitivity import sensitivity_lines
-from facequant.report.table import variant_table
-from facequant.schema import SENSITIVITY_COLUMNS, Metric, Param
-from facequant.sensitivity import (
+from facequant.quant.quantize import FaceReader, QuantizationError, build_variant, fit_ranges
+from facequant.quant.sensitivity import (
     activation_errors,
     fused_relus,
     kernel_agreement,
@@ -46,7 +42,11 @@ from facequant.sensitivity import (
     weight_sqnr,
     worst,
 )
-from facequant.stage_config import CalibrationConfig, QuantConfig, RuntimeConfig
+from facequant.report import Rule
+from facequant.report.document import build_report
+from facequant.report.sensitivity import sensitivity_lines
+from facequant.report.table import variant_table
+from facequant.schema import SENSITIVITY_COLUMNS, Metric, Param
 from helpers import logged_model
 from test_config import settings
 from test_report import fp32 as fp32_run

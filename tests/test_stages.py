@@ -7,11 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from facequant.config import Settings
-from facequant.data import pair_images
-from facequant.export import read_metadata
-from facequant.layout import CacheLayout
-from facequant.stage_config import (
+from facequant.cache.layout import CacheLayout
+from facequant.config.sections import (
     QUANT_DEFAULTS,
     AlignConfig,
     BenchmarkConfig,
@@ -20,7 +17,10 @@ from facequant.stage_config import (
     ModelConfig,
     RuntimeConfig,
 )
-from facequant.stages import EvalData, evaluate_model, export_model, prepare_data, quantize_model
+from facequant.config.settings import Settings
+from facequant.data.lfw import pair_images
+from facequant.job.stages import EvalData, evaluate_model, export_model, prepare_data, quantize_model
+from facequant.models.export import read_metadata
 from helpers import WEIGHTS_DIR, share_aligned
 
 

@@ -13,7 +13,7 @@ import onnx
 import pandas as pd
 import pytest
 
-from facequant.exclusion import node_ranking
+from facequant.quant.exclusion import node_ranking
 from helpers import DOCUMENTED_METRICS, job_runs, logged_model, main, share_aligned
 
 

@@ -4,10 +4,10 @@ import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 
-from facequant.config import load_settings
+from facequant.config.sections import MlflowConfig
+from facequant.config.settings import load_settings
+from facequant.job.sweep import parent_override
 from facequant.schema import Param, Tag
-from facequant.stage_config import MlflowConfig
-from facequant.sweep import parent_override
 from facequant.tracking import flatten, job_run, log_metrics, log_params, sweep_run
 from helpers import CALIBRATION_DIGEST, EVALUATION_DIGEST, REPO, log_data_sets
 

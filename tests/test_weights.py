@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from facequant.cache import sha256_file
-from facequant.models import build_backbone
-from facequant.weights import H5_SHA256, WeightsError, convert_keras_h5, fetch_h5, layer_map
+from facequant.cache.files import sha256_file
+from facequant.models.backbones import build_backbone
+from facequant.models.weights import H5_SHA256, WeightsError, convert_keras_h5, fetch_h5, layer_map
 from helpers import WEIGHTS_DIR
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from facequant import tracking
+from facequant.config.sections import MlflowConfig
 from facequant.report.accuracy import p_text
 from facequant.report.document import build_report
 from facequant.report.exclusion import read_search
@@ -33,7 +34,6 @@ from facequant.schema import (
     RunRecord,
     Tag,
 )
-from facequant.stage_config import MlflowConfig
 
 __all__ = ["Comparison", "Rule", "compare", "register_recommended"]
 

@@ -24,9 +24,9 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from facequant.cache import exclusive
+from facequant.cache.files import exclusive
+from facequant.config.sections import MlflowConfig
 from facequant.schema import MODEL_ARTIFACT, REPORT_DIR, Param, RunRecord, Tag
-from facequant.stage_config import MlflowConfig
 from facequant.tracking.inputs import (
     log_calibration_set,
     log_evaluation_set,

@@ -1,0 +1,1 @@
+"""One job of a sweep: the stages in order, their artifacts, and the sweep that runs the jobs."""

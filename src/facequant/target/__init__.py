@@ -1,0 +1,1 @@
+"""Evaluate quantized models under a target CPU's integer arithmetic (see emulate.py)."""
