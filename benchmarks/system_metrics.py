@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from facequant import tracking
-from facequant.config.sections import MlflowConfig, min_rounds
+from facequant.config.sections import MlflowConfig
+from facequant.evaluation.stats import Interval, median_interval, min_rounds
 from facequant.machine import machine_info
-from facequant.runtime.benchmark import Interval, median_interval
 from facequant.schema import Param
 
 MONITOR_THREAD = "SystemMetricsMonitor"  # the name MLflow gives its sampling thread

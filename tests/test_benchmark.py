@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from facequant.config.sections import BenchmarkConfig, ConfigError, min_rounds
-from facequant.runtime.benchmark import interleaved, measure, median_interval, speedup
+from facequant.config.sections import BenchmarkConfig, ConfigError
+from facequant.evaluation.stats import median_interval, min_rounds
+from facequant.runtime.benchmark import interleaved, measure, speedup
 from facequant.schema import Metric, at_threads
 
 

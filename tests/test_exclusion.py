@@ -12,8 +12,8 @@ from onnxruntime.quantization import TensorData, save_tensors_data
 
 from facequant.config.sections import CalibrationConfig, ConfigError, GateConfig, QuantConfig
 from facequant.data.lfw import DatasetError, calibration_images, held_out_images, identity_of, pair_images
-from facequant.evaluation.paired import Interval
-from facequant.job.exclude import FOLDS, validation_images, validation_pairs
+from facequant.data.validation_pairs import FOLDS, validation_images, validation_pairs
+from facequant.evaluation.stats import Interval
 from facequant.quant.exclusion import Step, exclusion_artifacts, node_ranking, schedule, search, steps_frame, unmet
 from facequant.quant.quantize import build_variant, calibration_ranges
 from facequant.quant.sensitivity import measure

@@ -12,8 +12,8 @@ from facequant.evaluation.paired import (
     far_threshold,
     paired_metrics,
 )
+from facequant.evaluation.stats import Interval
 from facequant.evaluation.verification import best_threshold, fold_accuracies, verification_metrics
-from facequant.runtime.benchmark import Interval
 from facequant.schema import Metric
 
 

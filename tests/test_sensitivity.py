@@ -32,20 +32,12 @@ from facequant.data.lfw import (
 )
 from facequant.onnxmodel import InputSpec
 from facequant.quant.quantize import FaceReader, QuantizationError, build_variant, fit_ranges
-from facequant.quant.sensitivity import (
-    activation_errors,
-    fused_relus,
-    kernel_agreement,
-    kernel_warning,
-    measure,
-    sensitivity_metrics,
-    weight_sqnr,
-    worst,
-)
+from facequant.quant.sensitivity import activation_errors, fused_relus, measure, sensitivity_metrics, weight_sqnr, worst
 from facequant.report import Rule
 from facequant.report.document import build_report
 from facequant.report.sensitivity import sensitivity_lines
 from facequant.report.table import variant_table
+from facequant.runtime.kernels import kernel_agreement, kernel_warning
 from facequant.schema import SENSITIVITY_COLUMNS, Metric, Param
 from helpers import logged_model
 from test_config import settings

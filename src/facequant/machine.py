@@ -6,6 +6,7 @@ import hashlib
 import os
 import platform
 import re
+import subprocess
 import sys
 from functools import cache
 from importlib.metadata import PackageNotFoundError, distributions, version
@@ -130,3 +131,19 @@ def environment() -> tuple[dict[str, str], str]:
     params = {Param.ENV_LOCK_SHA256: sha, Param.ENV_LOCK_DRIFT: "; ".join(drift)[:500] or "none"}
     header = [f"# requirements/lock.txt sha256 {sha}", f"# differs from the lock: {'; '.join(drift) or 'nothing'}"]
     return params, "\n".join([*header, *lines]) + "\n"
+
+
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def git_commit() -> str:
+    """HEAD of the checkout this code runs from, with '-dirty' if it has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty else "")

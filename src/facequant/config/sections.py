@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from facequant.evaluation.stats import min_rounds
 from facequant.machine import BF16_FLAGS, cpu, has_bf16
 from facequant.onnxmodel import FIXED_MEAN, FIXED_STD, INPUT, ChannelOrder, InputSpec, Layout, resolve
 
@@ -319,14 +320,6 @@ class BenchmarkConfig:
                 f"benchmark.rounds={self.rounds} cannot give a {self.confidence:.0%} interval for the median speed-up; "
                 f"use benchmark.rounds>={need}"
             )
-
-
-def min_rounds(confidence: float) -> int:
-    """The fewest rounds whose order statistics (min, max) cover the median with this confidence: 1 - 2^(1-n)."""
-    n = 1
-    while 1 - 2.0 ** (1 - n) < confidence:
-        n += 1
-    return n
 
 
 @dataclass(frozen=True)

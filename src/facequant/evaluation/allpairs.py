@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from facequant.evaluation.paired import Flips, mcnemar_p
-from facequant.runtime.benchmark import Interval
+from facequant.evaluation.stats import Interval
 from facequant.schema import ALL_TAR_AT_FAR
 
 BINS = 20_000  # impostor histogram over cosine [-1, 1]: bins of 1e-4

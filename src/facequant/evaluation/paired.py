@@ -14,8 +14,8 @@ from scipy import stats
 from sklearn.metrics import roc_curve
 from sklearn.model_selection import PredefinedSplit, StratifiedKFold
 
+from facequant.evaluation.stats import Interval
 from facequant.evaluation.verification import best_threshold
-from facequant.runtime.benchmark import Interval
 from facequant.schema import FLIPS_AT_FAR, TAR_DROP_AT_FAR, Metric
 
 # Metric names at FP32's accuracy threshold: (flips, fixed, broken, McNemar p); FLIPS_AT_FAR has the FAR ones.

@@ -4,94 +4,37 @@ on test pairs."""
 
 from __future__ import annotations
 
-import itertools
+import logging
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
-import numpy as np
+import onnx
 
+from facequant import tracking
 from facequant.cache.layout import CacheLayout
-from facequant.config.sections import GateConfig, min_rounds
+from facequant.config.sections import GateConfig
 from facequant.config.settings import Settings
 from facequant.data.align import ensure_aligned, face_set
-from facequant.data.lfw import Dataset, DatasetError, Pair, identity_of, unpaired_images
-from facequant.evaluation.paired import Interval, bootstrap_drops
-from facequant.job.stages import EvalData, Exported, benchmark_model, evaluate_model, quantize_model
-from facequant.quant.exclusion import Step
-from facequant.schema import Metric
+from facequant.data.lfw import pairs_digest
+from facequant.data.validation_pairs import validation_images, validation_pairs
+from facequant.evaluation.paired import bootstrap_drops
+from facequant.evaluation.stats import Interval, min_rounds
+from facequant.job.stages import (
+    EvalData,
+    Exported,
+    Quantized,
+    Sensitivity,
+    benchmark_model,
+    evaluate_model,
+    quantize_model,
+)
+from facequant.quant.exclusion import Step, exclusion_artifacts, node_ranking, search, step_metrics, unmet
+from facequant.schema import Metric, Tag
 
-FOLDS = 10  # the 10-fold accuracy of the test protocol, on the validation pairs too
-
-
-def validation_images(
-    dataset: Dataset, pool: Sequence[str] | None, calibration: Sequence[str], held_out: Sequence[str]
-) -> list[str]:
-    """The calibration pool (which no evaluated pair uses; None: LFW's unpaired images) minus the calibration faces'
-    identities and the held-out sensitivity faces."""
-    pool = unpaired_images(dataset) if pool is None else pool
-    calibrated = {identity_of(name) for name in calibration}
-    taken = set(held_out)
-    return [name for name in pool if identity_of(name) not in calibrated and name not in taken]
-
-
-def _by_identity(images: Sequence[str]) -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {}
-    for image in images:
-        groups.setdefault(identity_of(image), []).append(image)
-    return groups
-
-
-def genuine_pairs(images: Sequence[str], count: int, rng: np.random.Generator) -> list[tuple[str, str]]:
-    """count same-identity pairs, one per identity per round in a shuffled order, so that identities with hundreds
-    of images do not fill the set."""
-    queues = []
-    for members in _by_identity(images).values():
-        pairs = list(itertools.combinations(members, 2))
-        queues.append([pairs[i] for i in rng.permutation(len(pairs))])
-    queues = [queues[i] for i in rng.permutation(len(queues)) if queues[i]]
-    drawn: list[tuple[str, str]] = []
-    for depth in range(max((len(q) for q in queues), default=0)):
-        drawn += [queue[depth] for queue in queues if depth < len(queue)][: count - len(drawn)]
-        if len(drawn) == count:
-            return drawn
-    raise DatasetError(
-        f"gate.genuine={count} but the validation images ({len(images)} images of {len(_by_identity(images))} "
-        f"identities, outside calibration and every evaluated pair) give only {len(drawn)} genuine pairs; lower "
-        "gate.genuine, or for dataset.protocol=all raise dataset.calibration_pool"
-    )
-
-
-def impostor_pairs(images: Sequence[str], count: int, rng: np.random.Generator) -> list[tuple[str, str]]:
-    """count distinct pairs of images of two identities, drawn uniformly."""
-    identity = np.array([identity_of(name) for name in images])
-    possible = (len(images) ** 2 - sum(len(m) ** 2 for m in _by_identity(images).values())) // 2
-    if count > possible:
-        raise DatasetError(
-            f"gate.impostor={count} but the images of the genuine pairs give only {possible} impostor pairs; lower "
-            "gate.impostor or raise gate.genuine"
-        )
-    seen: set[tuple[int, int]] = set()
-    while len(seen) < count:
-        left, right = rng.integers(0, len(images), (2, count))
-        for a, b in zip(left.tolist(), right.tolist(), strict=True):
-            if identity[a] != identity[b] and len(seen) < count:
-                seen.add((min(a, b), max(a, b)))
-    return [(images[a], images[b]) for a, b in sorted(seen)]
-
-
-def validation_pairs(images: Sequence[str], gate: GateConfig) -> tuple[Pair, ...]:
-    """gate.genuine genuine pairs and gate.impostor impostor pairs among the images of those genuine pairs (so no
-    image is embedded for impostors alone), each label spread evenly over FOLDS folds."""
-    rng = np.random.default_rng(gate.seed)
-    genuine = genuine_pairs(images, gate.genuine, rng)
-    used = sorted({name for pair in genuine for name in pair})
-    impostor = impostor_pairs(used, gate.impostor, rng)
-    pairs = []
-    for label, drawn in ((1, genuine), (0, impostor)):
-        folds = rng.permutation(len(drawn)) % FOLDS
-        pairs += [Pair(int(fold), label, left, right) for fold, (left, right) in zip(folds, drawn, strict=True)]
-    return tuple(pairs)
+log = logging.getLogger(__name__)
 
 
 def validation_data(data: EvalData, held_out: Sequence[str], gate: GateConfig) -> EvalData:
@@ -130,3 +73,39 @@ def validator(
         return Step(excluded, drops.accuracy, drops.tar_far[1e-3], bench[Metric.LATENCY_P50_MS], speedup, seconds)
 
     return validate
+
+
+def exclude_search(
+    settings: Settings, layout: CacheLayout, data: EvalData, exported: Exported, source: Path, found: Sensitivity
+) -> tuple[Quantized, str]:
+    """quant.exclude=auto: search the nodes to keep in float on the validation pairs, log each step, and rename the
+    run after the variant it chose."""
+    valid = validation_data(data, found.held_out, settings.gate)
+    name = f"{settings.dataset.name}-validation"
+    tracking.log_validation_set(valid.pairs_frame(), name, pairs_digest(valid.pairs), str(data.lfw.images_dir))
+    ranked = node_ranking(onnx.load(str(source), load_external_data=False).graph, found.table)
+    validate, done = validator(settings, layout, data, exported, valid), []
+
+    def logged(nodes: tuple[str, ...]) -> Step:  # each step is logged as it ends, so a failed search keeps them
+        step = validate(nodes)
+        tracking.log_metrics(step_metrics(step), step=len(done))
+        done.append(step)
+        return step
+
+    result = search(ranked, logged, settings.gate)
+    chosen = result.chosen.excluded
+    variant = settings.name_excluding(len(chosen))
+    tracking.set_tags({Tag.VARIANT: variant, Tag.RUN_NAME: variant})
+    tracking.log_metrics(
+        {
+            Metric.N_EXCLUDED: len(chosen),
+            Metric.EXCLUSION_GATE_MET: float(result.met),
+            Metric.N_VALIDATION_PAIRS: len(valid.pairs),
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix="facequant-exclusion-") as tmp:
+        tracking.log_artifacts(exclusion_artifacts(result, Path(tmp)))
+    if not result.met:
+        log.warning("%s: %s", variant, unmet(result))
+    quant = replace(settings.quant, exclude=None, nodes_to_exclude=chosen)
+    return quantize_model(settings, layout, data, exported, quant), variant

@@ -7,55 +7,39 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
-
-import onnx
 
 from facequant import tracking
 from facequant.cache.layout import CacheLayout
 from facequant.config.settings import Settings
-from facequant.data.lfw import pairs_digest
-from facequant.job.exclude import validation_data, validator
+from facequant.job.artifacts import all_artifacts, drift_artifacts, pairs_artifacts
+from facequant.job.exclude import exclude_search
 from facequant.job.stages import (
     EvalData,
     Evaluation,
-    Exported,
     Paired,
     Quantized,
+    Sensitivity,
     benchmark_model,
     compare_with_fp32,
     evaluate_model,
     export_model,
+    held_out,
     prepare_data,
     quantize_model,
 )
 from facequant.job.stages_all import FAR_NOTE as ALL_FAR_NOTE
-from facequant.job.stages_all import AllEvaluation, all_artifacts, compare_all, evaluate_all
-from facequant.machine import environment, machine_info
+from facequant.job.stages_all import AllEvaluation, compare_all, evaluate_all
+from facequant.machine import environment, git_commit, machine_info
 from facequant.models.export import OPSET
 from facequant.onnxmodel import InputSpec
-from facequant.plots import plot_drift_faces, plot_roc, plot_score_histogram
-from facequant.quant.exclusion import Step, exclusion_artifacts, node_ranking, search, step_metrics, unmet
-from facequant.quant.sensitivity import (
-    Sensitivity,
-    artifacts,
-    held_out,
-    kernel_agreement,
-    kernel_warning,
-    measure,
-    sensitivity_metrics,
-    summary,
-)
+from facequant.quant.sensitivity import artifacts, measure, sensitivity_metrics, summary
 from facequant.runtime import sessions as runtime
+from facequant.runtime.kernels import kernel_agreement, kernel_warning
 from facequant.schema import (
     CONFIG_YAML,
-    DRIFT_CSV,
-    DRIFT_PNG,
     ENVIRONMENT_TXT,
-    HISTOGRAM_PNG,
-    ROC_PNG,
-    SCORES_CSV,
     STAGE_TIME,
     UNREADABLE_TXT,
     Metric,
@@ -103,7 +87,7 @@ def run_job(settings: Settings, config_yaml: str) -> dict[str, float]:
         Tag.VARIANT: settings.variant_name,
         Tag.VARIANT_KEY: settings.variant_key,
         Tag.IS_BASELINE: str(settings.is_reference).lower(),
-        Tag.GIT_COMMIT: tracking.git_commit(),
+        Tag.GIT_COMMIT: git_commit(),
         Tag.MODEL: settings.model.name,
     }
     env_params, env_text = environment()
@@ -126,32 +110,6 @@ def run_job(settings: Settings, config_yaml: str) -> dict[str, float]:
         return _run(settings)
 
 
-def _drift_artifacts(out: Path, data: EvalData, paired: Paired, name: str) -> list[Path]:
-    """Every image's FP32-vs-variant embedding cosine, and the faces that drifted most."""
-    csv = out / DRIFT_CSV
-    rows = "\n".join(f"{image},{cosine:.8f}" for image, cosine in zip(data.names, paired.cosines, strict=True))
-    csv.write_text("image,cosine\n" + rows + "\n")
-    worst = list(paired.worst)
-    faces = data.faces_at(worst).faces
-    names, cosines = [data.names[i] for i in worst], paired.cosines[worst]
-    title = f"Most-drifted faces - {name} vs FP32"
-    return [csv, plot_drift_faces(faces, names, cosines, title, out / DRIFT_PNG)]
-
-
-def _artifacts(out: Path, data: EvalData, evaluation: Evaluation, name: str) -> list[Path]:
-    csv = out / SCORES_CSV
-    rows = "\n".join(f"{p.fold},{p.label},{s:.8f}" for p, s in zip(data.pairs, evaluation.scores, strict=True))
-    csv.write_text("fold,label,score\n" + rows + "\n")
-    threshold = evaluation.verification.threshold
-    return [
-        csv,
-        plot_roc(evaluation.scores, data.labels, f"ROC - {name}", out / ROC_PNG),
-        plot_score_histogram(
-            evaluation.scores, data.labels, threshold, f"Cosine similarity - {name}", out / HISTOGRAM_PNG
-        ),
-    ]
-
-
 def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec: InputSpec) -> Sensitivity:
     """Log every quantized tensor's SQNR against FP32 on held-out faces (sensitivity.csv, its plot, the metrics)."""
     faces = held_out(data, settings.sensitivity_faces)
@@ -169,42 +127,6 @@ def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec:
         tracking.log_artifacts(artifacts(table, title, Path(tmp)))
     log.info("sensitivity on %d held-out faces: %s", len(faces.names), summary(table))
     return Sensitivity(table, faces.names)
-
-
-def _exclude(
-    settings: Settings, layout: CacheLayout, data: EvalData, exported: Exported, source: Path, found: Sensitivity
-) -> tuple[Quantized, str]:
-    """quant.exclude=auto: search the nodes to keep in float on the validation pairs, log each step, and rename the
-    run after the variant it chose."""
-    valid = validation_data(data, found.held_out, settings.gate)
-    name = f"{settings.dataset.name}-validation"
-    tracking.log_validation_set(valid.pairs_frame(), name, pairs_digest(valid.pairs), str(data.lfw.images_dir))
-    ranked = node_ranking(onnx.load(str(source), load_external_data=False).graph, found.table)
-    validate, done = validator(settings, layout, data, exported, valid), []
-
-    def logged(nodes: tuple[str, ...]) -> Step:  # each step is logged as it ends, so a failed search keeps them
-        step = validate(nodes)
-        tracking.log_metrics(step_metrics(step), step=len(done))
-        done.append(step)
-        return step
-
-    result = search(ranked, logged, settings.gate)
-    chosen = result.chosen.excluded
-    variant = settings.name_excluding(len(chosen))
-    tracking.set_tags({Tag.VARIANT: variant, Tag.RUN_NAME: variant})
-    tracking.log_metrics(
-        {
-            Metric.N_EXCLUDED: len(chosen),
-            Metric.EXCLUSION_GATE_MET: float(result.met),
-            Metric.N_VALIDATION_PAIRS: len(valid.pairs),
-        }
-    )
-    with tempfile.TemporaryDirectory(prefix="facequant-exclusion-") as tmp:
-        tracking.log_artifacts(exclusion_artifacts(result, Path(tmp)))
-    if not result.met:
-        log.warning("%s: %s", variant, unmet(result))
-    quant = replace(settings.quant, exclude=None, nodes_to_exclude=chosen)
-    return quantize_model(settings, layout, data, exported, quant), variant
 
 
 def _run(settings: Settings) -> dict[str, float]:
@@ -241,7 +163,7 @@ def _run(settings: Settings) -> dict[str, float]:
             found = _sensitivity(settings, data, quantized, spec)
         if settings.quant.exclude:
             with stage("exclude"):
-                quantized, variant_name = _exclude(settings, layout, data, exported, quantized.source, found)
+                quantized, variant_name = exclude_search(settings, layout, data, exported, quantized.source, found)
                 variant = quantized.path
 
     with stage("evaluate"):
@@ -253,10 +175,10 @@ def _run(settings: Settings) -> dict[str, float]:
         tracking.log_metrics(bench)
 
     with stage("log_artifacts"), tempfile.TemporaryDirectory(prefix="facequant-artifacts-") as tmp:
-        write = all_artifacts if isinstance(evaluation, AllEvaluation) else _artifacts
+        write = all_artifacts if isinstance(evaluation, AllEvaluation) else pairs_artifacts
         artifacts = write(Path(tmp), data, evaluation, variant_name)
         if paired is not None:
-            artifacts += _drift_artifacts(Path(tmp), data, paired, variant_name)
+            artifacts += drift_artifacts(Path(tmp), data, paired, variant_name)
         tracking.log_artifacts(artifacts)
         example = exported.sample[:1]
         tracking.log_onnx_model(variant, example, runtime.run(runtime.session(variant), example, spec.output))

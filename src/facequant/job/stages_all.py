@@ -7,22 +7,15 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from facequant.config.sections import RuntimeConfig
-from facequant.evaluation.allpairs import BINS, Scan, bootstrap_tar_drops, scan
+from facequant.evaluation.allpairs import Scan, bootstrap_tar_drops, scan
 from facequant.evaluation.paired import embedding_drift, flip_metrics
 from facequant.job.stages import EvalData, Paired, embed_faces
 from facequant.onnxmodel import InputSpec
-from facequant.plots import plot_all_histogram, plot_roc_points
 from facequant.schema import (
     ALL_TAR_AT_FAR,
     FLIPS_AT_FAR,
-    GENUINE_CSV,
-    HISTOGRAM_PNG,
-    IMPOSTOR_HISTOGRAM_CSV,
-    ROC_CSV,
-    ROC_PNG,
     TAR_DROP_AT_FAR,
     Metric,
 )
@@ -102,31 +95,3 @@ def compare_all(data: EvalData, variant: AllEvaluation, fp32: AllEvaluation, wor
         metrics[low], metrics[high] = interval.low, interval.high
     drift = embedding_drift(fp32.embeddings, variant.embeddings, worst)
     return Paired(metrics | drift.metrics(), drift.cosines, drift.worst)
-
-
-def all_artifacts(out: Path, data: EvalData, evaluation: AllEvaluation, name: str) -> list[Path]:
-    """Genuine scores, the impostor histogram and the ROC points as CSVs (81M impostor scores are not an
-    artifact), with the log-FAR ROC and the score histograms."""
-    s = evaluation.scan
-    left, right = s.genuine_pairs[:, 0], s.genuine_pairs[:, 1]
-    names = np.array(data.names)
-    genuine = out / GENUINE_CSV
-    pd.DataFrame({"left": names[left], "right": names[right], "score": s.genuine}).to_csv(
-        genuine, index=False, float_format="%.8f"
-    )
-    edges = np.linspace(-1, 1, BINS + 1)
-    histogram = out / IMPOSTOR_HISTOGRAM_CSV
-    pd.DataFrame({"low": edges[:-1], "high": edges[1:], "count": s.histogram}).to_csv(
-        histogram, index=False, float_format="%.4f"
-    )
-    far, tar, threshold = s.roc()
-    roc = out / ROC_CSV
-    pd.DataFrame({"threshold": threshold, "far": far, "tar": tar}).to_csv(roc, index=False, float_format="%.9g")
-    thresholds = {f: s.threshold(f) for f in ALL_TAR_AT_FAR if s.resolvable(f)}
-    return [
-        genuine,
-        histogram,
-        roc,
-        plot_roc_points({name: (far, tar)}, 1.0 / s.n_impostor, f"ROC - {name}", out / ROC_PNG),
-        plot_all_histogram(s.genuine, s.histogram, thresholds, f"Cosine similarity - {name}", out / HISTOGRAM_PNG),
-    ]

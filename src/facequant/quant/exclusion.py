@@ -13,7 +13,7 @@ import onnx
 import pandas as pd
 
 from facequant.config.sections import GateConfig
-from facequant.evaluation.paired import Interval
+from facequant.evaluation.stats import Interval
 from facequant.schema import EXCLUDED_TXT, EXCLUSION_CSV, Metric
 
 log = logging.getLogger(__name__)

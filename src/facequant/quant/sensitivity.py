@@ -23,16 +23,9 @@ from onnxruntime.quantization.qdq_loss_debug import (
     modify_model_output_intermediate_tensors,
 )
 
-from facequant.cache.layout import FaceSetIdentity
-from facequant.config.sections import RuntimeConfig
-from facequant.data.align import face_set, load_aligned
-from facequant.data.lfw import held_out_images
-from facequant.job.stages import EvalData
-from facequant.machine import cpu
 from facequant.onnxmodel import InputSpec
 from facequant.plots import plot_sensitivity
 from facequant.quant.quantize import FaceReader
-from facequant.runtime import sessions as runtime
 from facequant.schema import SENSITIVITY_COLUMNS, SENSITIVITY_CSV, SENSITIVITY_PNG, Metric
 
 log = logging.getLogger(__name__)
@@ -41,8 +34,6 @@ log = logging.getLogger(__name__)
 # ~2.4 GB RSS (16: 3.7 GB), and each call builds two sessions (~0.5 s).
 BATCH = 8
 WORST = 5  # tensors the report names
-KERNEL_COSINE_FLOOR = 0.99  # the integer kernels' embeddings against the QDQ model's own (float) arithmetic
-VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 EPS = float(np.finfo(float).eps)  # ORT's floor on both norms of its SQNR
 
 
@@ -168,36 +159,6 @@ def measure(fp32: Path, qdq: Path, faces: np.ndarray, spec: InputSpec) -> pd.Dat
     return sensitivity_table(fp32_graph, activations, weight_sqnr(fp32, qdq_model))
 
 
-def kernel_agreement(qdq: Path, faces: np.ndarray, spec: InputSpec, engine: RuntimeConfig) -> dict[Metric, float]:
-    """Cosine between the variant's embeddings from the runtime's integer kernels (as evaluated) and from its QDQ
-    graph run in float, the quantization as written: below KERNEL_COSINE_FLOOR the kernels lose what the
-    quantized model does not, e.g. U8S8 products saturating in 16 bits on x86 without VNNI."""
-    kernels = runtime.embed(qdq, faces, spec, BATCH, engine)
-    written = runtime.OrtSession(runtime.session(qdq, level="ORT_DISABLE_ALL"), output=spec.output)
-    batches = [faces[i : i + BATCH] for i in range(0, len(faces), BATCH)]
-    reference = np.concatenate([written.run(runtime.preprocess(batch, spec)) for batch in batches])
-    cosine = (kernels * reference).sum(1) / np.linalg.norm(kernels, axis=1) / np.linalg.norm(reference, axis=1)
-    return {Metric.KERNEL_COSINE_MEAN: float(cosine.mean()), Metric.KERNEL_COSINE_MIN: float(cosine.min())}
-
-
-def kernel_warning(agreement: dict[Metric, float]) -> str | None:
-    """What to do when the integer kernels disagree with the quantized model, or None when they agree."""
-    low = agreement[Metric.KERNEL_COSINE_MIN]
-    if low >= KERNEL_COSINE_FLOOR:
-        return None
-    flags = cpu()[1]
-    cause = (
-        "this CPU has no VNNI (avx512_vnni, avx_vnni or amx_int8), so ONNX Runtime's U8S8 kernels add pairs of "
-        "u8 x s8 products in saturating 16-bit lanes; quant.reduce_range=true (7-bit weights) avoids it"
-        if not flags & VNNI_FLAGS
-        else "try quant.reduce_range=true, or runtime=openvino to tell a kernel fault from the quantization"
-    )
-    return (
-        f"the runtime's integer kernels disagree with the quantized model run in float: embedding cosine "
-        f"min {low:.4f}, mean {agreement[Metric.KERNEL_COSINE_MEAN]:.4f} on the held-out faces; {cause}"
-    )
-
-
 def activations(table: pd.DataFrame) -> pd.DataFrame:
     return table[table.kind == "activation"]
 
@@ -229,32 +190,3 @@ def summary(table: pd.DataFrame) -> str:
     tensors = ", ".join(f"{row.tensor} {row.sqnr_db:.1f} dB" for row in worst(table).itertuples())
     local = ", ".join(f"{row.tensor} {row.local_sqnr_db:.1f} dB" for row in worst(table, "local_sqnr_db").itertuples())
     return f"{len(table)} quantized tensors; worst against FP32: {tensors}; worst own quantization: {local}"
-
-
-@dataclass(frozen=True)
-class Sensitivity:
-    """A variant's sensitivity table and the held-out faces it was measured on (which validation must avoid)."""
-
-    table: pd.DataFrame
-    held_out: list[str]
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """The held-out faces sensitivity is measured on, and their identity for the run's dataset input."""
-
-    names: list[str]
-    faces_id: FaceSetIdentity
-    faces: np.ndarray
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"image": self.names, "sha256": self.faces_id.image_sha256})
-
-
-def held_out(data: EvalData, count: int) -> HeldOut:
-    """count faces drawn with the calibration seed from the calibration pool minus the calibration faces."""
-    assert data.settings.calibration is not None, "only static variants have a calibration set to avoid"
-    images, align = data.lfw.images_dir, data.settings.align
-    names = held_out_images(data.lfw, count, data.settings.calibration.seed, data.calibration_names, data.pool)
-    faces_id = face_set(images, names, align)
-    return HeldOut(names, faces_id, load_aligned(images, names, faces_id, align, data.layout).faces)

@@ -11,29 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from facequant.config.sections import BenchmarkConfig
+from facequant.evaluation.stats import Interval, median_interval
 from facequant.schema import Metric, at_threads
 
 Model = Callable[[np.ndarray], object]  # one inference call
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate with its confidence interval."""
-
-    estimate: float
-    low: float
-    high: float
-
-
-def median_interval(values: np.ndarray, confidence: float) -> Interval:
-    """The median and its exact, distribution-free interval from order statistics (scipy.stats.quantile_test)."""
-    median = float(np.median(values))
-    ci = stats.quantile_test(values, q=median, p=0.5).confidence_interval(confidence)
-    return Interval(median, float(ci.low), float(ci.high))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""Compare a sweep's variants: select the runs, apply the rule, write and log the report, register the pick."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from facequant import tracking
+from facequant.config.sections import MlflowConfig
+from facequant.report.accuracy import p_text
+from facequant.report.document import build_report
+from facequant.report.exclusion import read_search
+from facequant.report.rule import DROP_INTERVAL, Rule
+from facequant.report.sections import confidence, row_speedup, threads_phrase
+from facequant.report.table import Drop, Row, groups, variant_table
+from facequant.schema import (
+    EXCLUDED_TXT,
+    EXCLUSION_CSV,
+    ROC_CSV,
+    SCORES_CSV,
+    SENSITIVITY_CSV,
+    Metric,
+    RunRecord,
+    Tag,
+)
+
+__all__ = ["Comparison", "Rule", "compare", "register_recommended"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What compare produced: the report, the selection's sweep, experiment and runs, and the recommended run if
+    any."""
+
+    report: Path
+    sweep: str | None
+    experiment_id: str
+    recommended: Row | None
+    why_none: str
+    runs: tuple[RunRecord, ...]
+
+
+def recommend(runs: list[RunRecord], rule: Rule) -> tuple[Row | None, str]:
+    """The one recommended row of the selection, or None with the reason."""
+    split = groups([run for run in runs if run.finished])
+    if len(split) != 1:
+        return None, f"the selection mixes {len(split)} model/dataset groups; narrow it with filter=..."
+    table = variant_table(split[0])
+    if table.baseline is None:
+        return None, "the selection has no FP32 run, so no drop can be measured"
+    best = rule.choose(table)
+    return best, "" if best else "no quantized variant meets the rule: " + "; ".join(
+        f"{row.label}: {', '.join(rule.breaks(row))}" for row in table.quantized
+    )
+
+
+def drop_evidence(drop: Drop, threshold: str) -> str:
+    """A drop as a fraction with its interval and, when logged, McNemar's p at FP32's `threshold`."""
+    if not drop.has_interval:
+        text = f"{drop.point:.4f} (no interval logged)"
+    else:
+        text = f"{drop.point:.4f} [{drop.low:.4f}, {drop.high:.4f}], {DROP_INTERVAL}"
+    return text if math.isnan(drop.p_value) else f"{text}; McNemar p={p_text(drop.p_value)} at FP32's {threshold}"
+
+
+def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
+    """Registry tags that say why this version was chosen, with the figures behind it."""
+    run = row.run
+    return {
+        "facequant.run_id": run.run_id,
+        "facequant.variant": run.name,
+        "facequant.sweep": sweep or "none",
+        "facequant.dataset_fingerprint": run.tag(Tag.DATASET_FINGERPRINT) or "n/a",
+        "facequant.accuracy": f"{run.metric(Metric.ACCURACY):.4f} +- {run.metric(Metric.ACCURACY_STD):.4f} (10-fold)",
+        "facequant.accuracy_drop": drop_evidence(row.drop_accuracy, "accuracy threshold"),
+        "facequant.tar_far_1e-3_drop": drop_evidence(row.drop_tar, "FAR=1e-3 threshold"),
+        "facequant.speedup": f"{row_speedup(row)} (median paired FP32/variant batch-1 latency ratio, "
+        f"{threads_phrase(run.threads)}, {confidence(run)} interval)",
+        "facequant.compression": f"{row.compression:.2f}x",
+        "facequant.rule": rule.text(row.all_pairs),
+    }
+
+
+def compare(
+    cfg: MlflowConfig, sweeps: str | Sequence[str] | None, filter_string: str | None, out: Path | None, rule: Rule
+) -> Comparison:
+    """Select the runs (the latest sweep's children by default, or of several sweeps, or all), build the report
+    from them and log it: to the sweep's parent, or to a new comparison run when they span several."""
+    runs, sweep = tracking.select_runs(cfg, sweeps, filter_string)
+    out = out or Path("reports") / (sweep or "comparison-" + time.strftime("%Y%m%d-%H%M%S"))
+    curves, tensors, searches = {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="facequant-scores-") as tmp:
+        for run in [run for run in runs if run.finished]:
+            artifact = ROC_CSV if run.protocol == "all" else SCORES_CSV  # 81M scores are not kept under all
+            path = tracking.download_artifact(run.run_id, artifact, Path(tmp) / run.run_id)
+            if path is not None:
+                curves[run.run_id] = pd.read_csv(path)
+            if not math.isnan(run.metric(Metric.N_EXCLUDED)):
+                steps = tracking.download_artifact(run.run_id, EXCLUSION_CSV, Path(tmp) / run.run_id)
+                nodes = tracking.download_artifact(run.run_id, EXCLUDED_TXT, Path(tmp) / run.run_id)
+                if steps is not None:
+                    searches[run.run_id] = read_search(steps, nodes)
+            if math.isnan(run.metric(Metric.SQNR_MIN_DB)):
+                continue  # measured no sensitivity
+            path = tracking.download_artifact(run.run_id, SENSITIVITY_CSV, Path(tmp) / run.run_id)
+            if path is not None:  # an empty node is the model input, not a missing value
+                tensors[run.run_id] = pd.read_csv(path, keep_default_na=False)
+    title = f"FaceNet INT8 quantization report: sweep {sweep}" if sweep else "FaceNet INT8 quantization report"
+    files = build_report(runs, curves, rule, out, title, tensors, searches)
+    tracking.log_report(files, sweep, runs[0].experiment_id)
+    best, why = recommend(runs, rule)
+    return Comparison(files[-1], sweep, runs[0].experiment_id, best, why, tuple(runs))
+
+
+def register_recommended(result: Comparison, name: str, alias: str, rule: Rule) -> str:
+    """Register the recommended variant's model under name@alias with its evidence; nothing when none passed."""
+    if result.recommended is None:
+        return f"nothing registered as {name}: {result.why_none}"
+    version = tracking.register(result.recommended.run, name, alias, evidence(result.recommended, rule, result.sweep))
+    return (
+        f"registered {result.recommended.label} as {name} version {version}, alias {alias}: "
+        f"load it with mlflow.onnx.load_model('models:/{name}@{alias}')"
+    )
