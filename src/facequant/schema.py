@@ -90,7 +90,9 @@ class Param(StrEnum):
     MODEL_EMBEDDING_SIZE = "model_info.embedding_size"
     MODEL_PREPROCESS = "model_info.preprocess"
     MODEL_WEIGHTS_SHA256 = "model_info.weights_sha256"
-    GATE_MAX_DROP = "gate.max_drop"  # quant.exclude=auto's bounds on the validation pairs
+    EXCLUSION_MAX_DROP = "exclusion.max_drop"  # quant.exclude=auto's goal on the validation pairs
+    EXCLUSION_MAX_TAR_DROP = "exclusion.max_tar_drop"
+    GATE_MAX_DROP = "gate.max_drop"  # the same bounds, as runs logged them before the block was renamed
     GATE_MAX_TAR_DROP = "gate.max_tar_drop"
     SENSITIVITY_FACES = "sensitivity_faces"  # held-out faces of the per-tensor sensitivity, when it was measured
 

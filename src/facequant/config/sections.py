@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from facequant.evaluation.goal import Goal, GoalError
 from facequant.evaluation.stats import min_rounds
 from facequant.machine import BF16_FLAGS, cpu, has_bf16
 from facequant.onnxmodel import FIXED_MEAN, FIXED_STD, INPUT, ChannelOrder, InputSpec, Layout, resolve
@@ -323,9 +324,9 @@ class BenchmarkConfig:
 
 
 @dataclass(frozen=True)
-class GateConfig:
-    """quant.exclude=auto's goal and budget: the drops allowed on the validation pairs, each read at the upper end
-    of its 95% paired-bootstrap interval as the report's rule reads the test drops, and how many validation pairs."""
+class ExclusionConfig:
+    """quant.exclude=auto's goal and budget: the drops allowed on the validation pairs (a Goal, read at the upper
+    end of each 95% paired-bootstrap interval as the report's rule reads the test drops), and how many pairs."""
 
     max_drop: float = 0.005  # accuracy drop against FP32 on the validation pairs
     max_tar_drop: float = 0.01  # TAR@FAR=1e-3 drop
@@ -336,12 +337,18 @@ class GateConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("max_drop", "max_tar_drop"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"gate.{name}={getattr(self, name)} must be a fraction in [0, 1), e.g. 0.005")
+        try:
+            self.goal  # noqa: B018 - the goal checks its own bounds
+        except GoalError as exc:
+            raise ConfigError(f"exclusion.{exc}") from exc
         for name in ("max_excluded", "max_steps", "genuine"):
-            _at_least("gate", name, getattr(self, name), 1)
-        _at_least("gate", "impostor", self.impostor, 1000)  # else FAR=1e-3 is not resolved
+            _at_least("exclusion", name, getattr(self, name), 1)
+        _at_least("exclusion", "impostor", self.impostor, 1000)  # else FAR=1e-3 is not resolved
+
+    @property
+    def goal(self) -> Goal:
+        """The validation pairs bound TAR at FAR=1e-3, as the 6000 test pairs do."""
+        return Goal(self.max_drop, self.max_tar_drop, far=1e-3)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from facequant.config.sections import (
     ConfigError,
     DatasetConfig,
     EvalConfig,
-    GateConfig,
+    ExclusionConfig,
     MlflowConfig,
     ModelConfig,
     QuantConfig,
@@ -60,7 +60,7 @@ class Settings:
     mlflow: MlflowConfig
     cache_dir: Path
     eval: EvalConfig = field(default_factory=EvalConfig)
-    gate: GateConfig = field(default_factory=GateConfig)  # read by quant.exclude=auto only
+    exclusion: ExclusionConfig = field(default_factory=ExclusionConfig)  # read by quant.exclude=auto only
     parent_run_id: str | None = None  # set by facequant's sweeper for each job of a multirun
     sensitivity: bool = False  # per-tensor SQNR against FP32; only static QDQ variants measure it
     sensitivity_faces: int = 200
@@ -97,13 +97,13 @@ class Settings:
 
     def effective(self) -> dict[str, Any]:
         """Every setting that can change a result; jobs with equal effective settings are repeats."""
-        transient = ("mlflow", "eval", "sensitivity", "sensitivity_faces", "gate")  # sensitivity: diagnostics only
+        transient = ("mlflow", "eval", "sensitivity", "sensitivity_faces", "exclusion")  # sensitivity: diagnostics only
         data = {key: value for key, value in self.as_dict().items() if key not in transient}
         if self.eval.flip:  # runs without it keep their earlier keys
             data["eval_flip"] = True
         data["quant"] = self.quant.effective()
         if self.quant.exclude:
-            data["gate"] = asdict(self.gate)
+            data["gate"] = asdict(self.exclusion)  # the key variants searched under the block's earlier name keep
         data["align"] = self.align.crop_settings()
         if self.dataset.protocol == "pairs":  # keys of the all protocol: pairs runs keep their earlier keys
             for key in ("protocol", "calibration_pool", "identities", "seed"):
@@ -123,7 +123,7 @@ class Settings:
         if not self.sensitivity:
             del data["sensitivity_faces"]
         if not self.quant.exclude:
-            del data["gate"]
+            del data["exclusion"]
         return data
 
 
@@ -137,7 +137,7 @@ _SECTIONS = {
     "benchmark": BenchmarkConfig,
     "mlflow": MlflowConfig,
     "eval": EvalConfig,
-    "gate": GateConfig,
+    "exclusion": ExclusionConfig,
 }
 _TOP_LEVEL = {"cache_dir", "parent_run_id", "sensitivity", "sensitivity_faces"}
 
@@ -188,10 +188,25 @@ def _absolute(path: str | None) -> str | None:
     return os.path.normpath(to_absolute_path(os.path.expanduser(path))) if path else path
 
 
+def _deprecated_gate(data: dict[str, Any]) -> None:
+    """The exclusion block was named gate, as compare.py's release gate still is: gate.KEY=VALUE overrides still
+    reach exclusion.KEY for one release, with a warning."""
+    given = {key: value for key, value in (data.pop("gate", None) or {}).items() if value is not None}
+    if given:
+        log.warning(
+            "gate.%s is deprecated and will be removed in the next release: use exclusion.%s (quant.exclude=auto's "
+            "goal; compare.py's release gate is release_gate)",
+            "/".join(given),
+            "/".join(given),
+        )
+        data["exclusion"] = dict(data.get("exclusion") or {}) | given
+
+
 def load_settings(cfg: DictConfig) -> Settings:
     """Resolve and validate the Hydra config; raises ConfigError naming the bad key and the valid choices."""
     data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert isinstance(data, dict)
+    _deprecated_gate(data)
     missing = [name for name in _SECTIONS if name not in data]
     if missing:
         raise ConfigError(f"config group(s) missing: {', '.join(missing)}")

@@ -12,9 +12,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from facequant.cache.files import exclusive, load_npz, save_npz
-from facequant.data.images import ImageError, image_sha256, read_rgb
 from facequant.cache.layout import CacheLayout, FaceSetIdentity
 from facequant.config.sections import AlignConfig
+from facequant.data.images import ImageError, image_sha256, read_rgb
 
 log = logging.getLogger(__name__)
 

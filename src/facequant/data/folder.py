@@ -8,9 +8,9 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from facequant.cache.files import key_of, sha256_file
-from facequant.data.lfw import Dataset, DatasetError, Pair, identity_of
-from facequant.data.images import IMAGE_SUFFIXES, ImageError, image_sha256
 from facequant.config.sections import DatasetConfig
+from facequant.data.images import IMAGE_SUFFIXES, ImageError, image_sha256
+from facequant.data.lfw import Dataset, DatasetError, Pair, identity_of
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from facequant.config.settings import Settings
+from facequant.data.folder import load_folder
+from facequant.data.images import unreadable_images
 from facequant.data.lfw import (
     Dataset,
     DatasetError,
@@ -17,8 +19,6 @@ from facequant.data.lfw import (
     pair_images,
     split_identities,
 )
-from facequant.data.folder import load_folder
-from facequant.data.images import unreadable_images
 
 log = logging.getLogger(__name__)
 

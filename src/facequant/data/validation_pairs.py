@@ -3,6 +3,13 @@ and outside every test pair, so that the search never reads a test figure."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from facequant.config.sections import ExclusionConfig
+from facequant.data.lfw import Dataset, DatasetError, Pair, identity_of, unpaired_images
 
 FOLDS = 10  # the 10-fold accuracy of the test protocol, on the validation pairs too
 
@@ -39,9 +46,9 @@ def genuine_pairs(images: Sequence[str], count: int, rng: np.random.Generator) -
         if len(drawn) == count:
             return drawn
     raise DatasetError(
-        f"gate.genuine={count} but the validation images ({len(images)} images of {len(_by_identity(images))} "
+        f"exclusion.genuine={count} but the validation images ({len(images)} images of {len(_by_identity(images))} "
         f"identities, outside calibration and every evaluated pair) give only {len(drawn)} genuine pairs; lower "
-        "gate.genuine, or for dataset.protocol=all raise dataset.calibration_pool"
+        "exclusion.genuine, or for dataset.protocol=all raise dataset.calibration_pool"
     )
 
 
@@ -51,8 +58,8 @@ def impostor_pairs(images: Sequence[str], count: int, rng: np.random.Generator) 
     possible = (len(images) ** 2 - sum(len(m) ** 2 for m in _by_identity(images).values())) // 2
     if count > possible:
         raise DatasetError(
-            f"gate.impostor={count} but the images of the genuine pairs give only {possible} impostor pairs; lower "
-            "gate.impostor or raise gate.genuine"
+            f"exclusion.impostor={count} but the images of the genuine pairs give only {possible} impostor pairs; "
+            "lower exclusion.impostor or raise exclusion.genuine"
         )
     seen: set[tuple[int, int]] = set()
     while len(seen) < count:
@@ -63,13 +70,13 @@ def impostor_pairs(images: Sequence[str], count: int, rng: np.random.Generator) 
     return [(images[a], images[b]) for a, b in sorted(seen)]
 
 
-def validation_pairs(images: Sequence[str], gate: GateConfig) -> tuple[Pair, ...]:
-    """gate.genuine genuine pairs and gate.impostor impostor pairs among the images of those genuine pairs (so no
-    image is embedded for impostors alone), each label spread evenly over FOLDS folds."""
-    rng = np.random.default_rng(gate.seed)
-    genuine = genuine_pairs(images, gate.genuine, rng)
+def validation_pairs(images: Sequence[str], exclusion: ExclusionConfig) -> tuple[Pair, ...]:
+    """exclusion.genuine genuine pairs and exclusion.impostor impostor pairs among the images of those genuine pairs
+    (so no image is embedded for impostors alone), each label spread evenly over FOLDS folds."""
+    rng = np.random.default_rng(exclusion.seed)
+    genuine = genuine_pairs(images, exclusion.genuine, rng)
     used = sorted({name for pair in genuine for name in pair})
-    impostor = impostor_pairs(used, gate.impostor, rng)
+    impostor = impostor_pairs(used, exclusion.impostor, rng)
     pairs = []
     for label, drawn in ((1, genuine), (0, impostor)):
         folds = rng.permutation(len(drawn)) % FOLDS

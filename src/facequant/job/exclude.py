@@ -15,7 +15,7 @@ import onnx
 
 from facequant import tracking
 from facequant.cache.layout import CacheLayout
-from facequant.config.sections import GateConfig
+from facequant.config.sections import ExclusionConfig
 from facequant.config.settings import Settings
 from facequant.data.align import ensure_aligned, face_set
 from facequant.data.lfw import pairs_digest
@@ -37,10 +37,10 @@ from facequant.schema import Metric, Tag
 log = logging.getLogger(__name__)
 
 
-def validation_data(data: EvalData, held_out: Sequence[str], gate: GateConfig) -> EvalData:
+def validation_data(data: EvalData, held_out: Sequence[str], exclusion: ExclusionConfig) -> EvalData:
     """The validation pairs as evaluation data of their own, their faces aligned into the cache, so the stages that
     embed and score the test pairs (with their caches) do the same for them."""
-    pairs = validation_pairs(validation_images(data.lfw, data.pool, data.calibration_names, held_out), gate)
+    pairs = validation_pairs(validation_images(data.lfw, data.pool, data.calibration_names, held_out), exclusion)
     names = list(dict.fromkeys(name for pair in pairs for name in (pair.left, pair.right)))
     settings = data.settings
     faces_id = face_set(data.lfw.images_dir, names, settings.align)
@@ -80,7 +80,7 @@ def exclude_search(
 ) -> tuple[Quantized, str]:
     """quant.exclude=auto: search the nodes to keep in float on the validation pairs, log each step, and rename the
     run after the variant it chose."""
-    valid = validation_data(data, found.held_out, settings.gate)
+    valid = validation_data(data, found.held_out, settings.exclusion)
     name = f"{settings.dataset.name}-validation"
     tracking.log_validation_set(valid.pairs_frame(), name, pairs_digest(valid.pairs), str(data.lfw.images_dir))
     ranked = node_ranking(onnx.load(str(source), load_external_data=False).graph, found.table)
@@ -92,7 +92,7 @@ def exclude_search(
         done.append(step)
         return step
 
-    result = search(ranked, logged, settings.gate)
+    result = search(ranked, logged, settings.exclusion)
     chosen = result.chosen.excluded
     variant = settings.name_excluding(len(chosen))
     tracking.set_tags({Tag.VARIANT: variant, Tag.RUN_NAME: variant})

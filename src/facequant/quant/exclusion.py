@@ -1,5 +1,5 @@
 """quant.exclude=auto: keep the nodes whose tensors quantize worst in float, a growing number at a time, each time
-re-quantized with the same calibration ranges, until the validation pairs hold the gate or the budget is spent."""
+re-quantized with the same calibration ranges, until the validation pairs hold the goal or the budget is spent."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import onnx
 import pandas as pd
 
-from facequant.config.sections import GateConfig
+from facequant.config.sections import ExclusionConfig
+from facequant.evaluation.goal import Goal
 from facequant.evaluation.stats import Interval
 from facequant.schema import EXCLUDED_TXT, EXCLUSION_CSV, Metric
 
@@ -51,11 +52,11 @@ def node_ranking(graph: onnx.GraphProto, table: pd.DataFrame) -> list[str]:
     return sorted(score, key=lambda name: (score[name], order[name]))
 
 
-def schedule(candidates: int, gate: GateConfig) -> list[int]:
+def schedule(candidates: int, exclusion: ExclusionConfig) -> list[int]:
     """How many nodes each step keeps in float: 0 (the plain variant), then 1, 2, 4, ... up to the budget."""
-    most = min(candidates, gate.max_excluded)
+    most = min(candidates, exclusion.max_excluded)
     counts = [0]
-    while len(counts) <= gate.max_steps and counts[-1] < most:
+    while len(counts) <= exclusion.max_steps and counts[-1] < most:
         counts.append(min(max(1, 2 * counts[-1]), most))
     return counts
 
@@ -71,65 +72,61 @@ class Step:
     speedup: Interval
     seconds: float
 
-    def breaks(self, gate: GateConfig) -> list[str]:
-        """Why the step fails the gate, each drop read at the upper end of its interval; empty when it holds."""
+    def breaks(self, goal: Goal) -> list[str]:
+        """Why the step fails the goal, each drop read at the upper end of its interval; empty when it holds."""
         bounds = (
-            ("accuracy drop", self.accuracy_drop, gate.max_drop),
-            ("TAR@FAR=1e-3 drop", self.tar_drop, gate.max_tar_drop),
+            ("accuracy drop", self.accuracy_drop, goal.max_drop),
+            ("TAR@FAR=1e-3 drop", self.tar_drop, goal.max_tar_drop),
         )
-        return [
-            f"{name} {100 * drop.estimate:.2f} pt, 95% interval up to {100 * drop.high:.2f} pt > {100 * bound:.2f} pt"
-            for name, drop, bound in bounds
-            if drop.high > bound
-        ]
+        return [reason for name, d, bound in bounds if (reason := goal.breach(name, d.estimate, d.high, bound))]
 
 
 @dataclass(frozen=True)
 class Search:
-    """The steps validated, in order: doubling until one holds the gate, then halving the gap to the last that
+    """The steps validated, in order: doubling until one holds the goal, then halving the gap to the last that
     did not while the step budget lasts."""
 
     steps: tuple[Step, ...]
-    gate: GateConfig
+    exclusion: ExclusionConfig
 
     @property
     def met(self) -> bool:
-        return not self.chosen.breaks(self.gate)
+        return not self.chosen.breaks(self.exclusion.goal)
 
     @property
     def chosen(self) -> Step:
-        """The step with the fewest nodes in float that holds the gate, else the last one (the most in float)."""
-        holding = [step for step in self.steps if not step.breaks(self.gate)]
+        """The step with the fewest nodes in float that holds the goal, else the last one (the most in float)."""
+        holding = [step for step in self.steps if not step.breaks(self.exclusion.goal)]
         return min(holding, key=lambda step: len(step.excluded)) if holding else self.steps[-1]
 
 
-def search(ranked: Sequence[str], validate: Callable[[tuple[str, ...]], Step], gate: GateConfig) -> Search:
-    """Validate 0, 1, 2, 4, ... of the ranked nodes in float until a step holds the gate, then bisect between the
-    last count that failed and the first that held, within gate.max_steps re-quantizations in all."""
+def search(ranked: Sequence[str], validate: Callable[[tuple[str, ...]], Step], exclusion: ExclusionConfig) -> Search:
+    """Validate 0, 1, 2, 4, ... of the ranked nodes in float until a step holds the goal, then bisect between the
+    last count that failed and the first that held, within exclusion.max_steps re-quantizations in all."""
     steps: list[Step] = []
 
     def holds(count: int) -> bool:
         step = validate(tuple(ranked[:count]))
         steps.append(step)
-        reasons = step.breaks(gate)
+        reasons = step.breaks(exclusion.goal)
         log.info(
-            "exclusion step %d: %d node(s) in float: %s", len(steps) - 1, count, "; ".join(reasons) or "gate holds"
+            "exclusion step %d: %d node(s) in float: %s", len(steps) - 1, count, "; ".join(reasons) or "goal holds"
         )
         return not reasons
 
     failed, held = -1, None
-    for count in schedule(len(ranked), gate):
+    for count in schedule(len(ranked), exclusion):
         if holds(count):
             held = count
             break
         failed = count
-    while held is not None and held - failed > 1 and len(steps) <= gate.max_steps:
+    while held is not None and held - failed > 1 and len(steps) <= exclusion.max_steps:
         middle = (failed + held) // 2
         if holds(middle):
             held = middle
         else:
             failed = middle
-    return Search(tuple(steps), gate)
+    return Search(tuple(steps), exclusion)
 
 
 def steps_frame(found: Search) -> pd.DataFrame:
@@ -148,7 +145,7 @@ def steps_frame(found: Search) -> pd.DataFrame:
             "speedup": step.speedup.estimate,
             "speedup_low": step.speedup.low,
             "speedup_high": step.speedup.high,
-            "gate_holds": not step.breaks(found.gate),
+            "gate_holds": not step.breaks(found.exclusion.goal),
             "seconds": step.seconds,
             "last_node": step.excluded[-1] if step.excluded else "",
         }
@@ -171,12 +168,13 @@ def step_metrics(step: Step) -> dict[Metric, float]:
 
 
 def unmet(found: Search) -> str:
-    """Why the search ended without holding the gate, and what to change."""
+    """Why the search ended without holding the goal, and what to change."""
     chosen = found.chosen
     return (
-        f"the gate does not hold on the validation pairs with {len(chosen.excluded)} node(s) in float "
-        f"({'; '.join(chosen.breaks(found.gate))}); the budget is spent (gate.max_excluded={found.gate.max_excluded}, "
-        f"gate.max_steps={found.gate.max_steps}): raise it, or check int8_kernel_cosine_min, since a fault of the "
+        f"the goal does not hold on the validation pairs with {len(chosen.excluded)} node(s) in float "
+        f"({'; '.join(chosen.breaks(found.exclusion.goal))}); the budget is spent (exclusion.max_excluded="
+        f"{found.exclusion.max_excluded}, exclusion.max_steps={found.exclusion.max_steps}): raise it, or check "
+        "int8_kernel_cosine_min, since a fault of the "
         "integer kernels is not in the SQNR that ranks the nodes"
     )
 

@@ -37,12 +37,13 @@ def _interval(point: float, high: float) -> str:
 def _search_lines(row: Row, found: Searched) -> list[str]:
     run = row.run
     met = run.metric(Metric.EXCLUSION_GATE_MET) == 1
-    bounds = f"accuracy drop <= {100 * float(run.param(Param.GATE_MAX_DROP) or 'nan'):.2f} pt"
-    bounds += f", TAR@FAR=1e-3 drop <= {100 * float(run.param(Param.GATE_MAX_TAR_DROP) or 'nan'):.2f} pt"
+    max_drop = run.param(Param.EXCLUSION_MAX_DROP) or run.param(Param.GATE_MAX_DROP) or "nan"
+    max_tar_drop = run.param(Param.EXCLUSION_MAX_TAR_DROP) or run.param(Param.GATE_MAX_TAR_DROP) or "nan"
+    bounds = f"accuracy drop <= {100 * float(max_drop):.2f} pt, TAR@FAR=1e-3 drop <= {100 * float(max_tar_drop):.2f} pt"
     lines = [
-        f"**{row.label}**: {fmt(run.metric(Metric.N_VALIDATION_PAIRS), '.0f')} validation pairs; gate {bounds}, "
+        f"**{row.label}**: {fmt(run.metric(Metric.N_VALIDATION_PAIRS), '.0f')} validation pairs; goal {bounds}, "
         f"each at the upper end of its 95% paired-bootstrap interval; "
-        + ("the gate holds" if met else "**the gate does not hold: the budget was spent**")
+        + ("the goal holds" if met else "**the goal does not hold: the budget was spent**")
         + f" with {fmt(run.metric(Metric.N_EXCLUDED), '.0f')} node(s) in float; search "
         f"{fmt(run.metric(Metric.TIME_EXCLUDE), '.0f')} s.",
         "",

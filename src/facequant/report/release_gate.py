@@ -1,5 +1,5 @@
-"""The release gate: `compare.py gate=true` fails a pipeline step unless the rule recommends a variant, and
-`gate.variant=NAME` unless each named variant passes the rule; one line per failing variant says why."""
+"""The release gate: `compare.py release_gate=true` fails a pipeline step unless the rule recommends a variant, and
+`release_gate.variant=NAME` unless each named variant passes the rule; one line per failing variant says why."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def gated_variants(gate: object) -> tuple[str, ...] | None:
             return (names,)
         if isinstance(names, Sequence) and names and all(isinstance(n, str) for n in names):
             return tuple(names)
-    raise ConfigError(f"gate={gate!r}: use gate=true, or gate.variant=NAME or gate.variant=[NAME,NAME]")
+    raise ConfigError(
+        f"release_gate={gate!r}: use release_gate=true, or release_gate.variant=NAME or release_gate.variant=[A,B]"
+    )
 
 
 def _missing(name: str, runs: Sequence[RunRecord], names: Sequence[str]) -> str:

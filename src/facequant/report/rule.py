@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from facequant.evaluation.goal import Goal, pt
 from facequant.report.table import NO_DROP, Drop, Row, Table
 from facequant.schema import Metric, far_text
 
@@ -15,24 +16,15 @@ DROP_INTERVAL_ALL = "95% paired-bootstrap interval (1000 resamples of the identi
 FALLBACK = "no interval logged, so the point drop is compared"
 
 
-def pt(fraction: float) -> str:
-    """A fraction as points, '0.30 pt'."""
-    return f"{100 * fraction:.2f} pt"
-
-
 @dataclass(frozen=True)
-class Rule:
-    """Recommend the fastest variant whose drops against FP32 stay within these bounds (fractions).
+class Rule(Goal):
+    """Recommend the fastest variant that holds the goal: its drops against FP32 stay within these bounds.
 
     A drop counts at the upper end of its 95% interval, so a variant passes only when the data rule out a drop
     beyond the bound. Speed-ups whose intervals overlap the fastest's are not told apart by the measurement, so
     they count as equally fast and the smallest accuracy drop wins among them. Under protocol=all there is no
     10-fold accuracy: the one bound is the TAR drop at FAR=far, and the smallest such drop wins among equals.
     """
-
-    max_drop: float = 0.005
-    max_tar_drop: float = 0.01
-    far: float = 1e-5  # protocol=all: the operating point of the gate
 
     def text(self, all_pairs: bool = False) -> str:
         if all_pairs:
@@ -98,13 +90,8 @@ class Rule:
                 )
             elif math.isnan(drop.point):
                 reasons.append(f"no {name} logged")
-            elif drop.point > bound:
-                fallback = "" if drop.has_interval else f" ({FALLBACK})"
-                reasons.append(f"{name} {pt(drop.point)} > {pt(bound)}{fallback}")
-            elif drop.has_interval and drop.high > bound:
-                reasons.append(
-                    f"{name} {pt(drop.point)} passes but its 95% interval reaches {pt(drop.high)} > {pt(bound)}"
-                )
+            elif breach := self.breach(name, drop.point, drop.high if drop.has_interval else math.nan, bound):
+                reasons.append(breach + ("" if drop.has_interval else f" ({FALLBACK})"))
         if math.isnan(row.speedup):
             reasons.append("no paired speed-up logged")
         return reasons
