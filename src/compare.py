@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from facequant import tracking
 from facequant.config.sections import ConfigError, MlflowConfig
 from facequant.evaluation.goal import GoalError
+from facequant.machine import host_isa
 from facequant.report import Rule, compare, register_recommended
 from facequant.report.release_gate import GATE_FAILED, gate_failures, gated_variants
 from facequant.schema import TAR_DROP_AT_FAR
@@ -34,7 +35,8 @@ def main(cfg: DictConfig) -> None:
         gated = old if gated is None else gated
     mlflow_cfg = MlflowConfig(**cfg.mlflow)
     sweeps = OmegaConf.to_container(cfg.sweep) if OmegaConf.is_config(cfg.sweep) else cfg.sweep
-    result = compare(mlflow_cfg, sweeps, cfg.filter, Path(cfg.out) if cfg.out else None, rule)
+    target = cfg.target.name if cfg.get("target") else None  # the target group, as main.py's: Hydra checks the name
+    result = compare(mlflow_cfg, sweeps, cfg.filter, Path(cfg.out) if cfg.out else None, rule, target)
     print(f"report written to {result.report}")
     print(f"MLflow runs: {tracking.ui_link(mlflow_cfg.tracking_uri, result.experiment_id)}")
     if gated is not None:
@@ -46,7 +48,9 @@ def main(cfg: DictConfig) -> None:
         passed = ", ".join(gated) + " pass" if gated else f"{result.recommended.label} is recommended and passes"
         print(f"gate passed: {passed} the rule (see the report)")
     if cfg.register:
-        print(register_recommended(result, cfg.register, cfg.alias, rule))
+        isa = (host_isa() if target == "auto" else target) if target else None
+        alias = f"{cfg.alias}-{isa}" if isa else cfg.alias
+        print(register_recommended(result, cfg.register, alias, rule))
 
 
 if __name__ == "__main__":

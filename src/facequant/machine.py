@@ -136,6 +136,17 @@ def environment() -> tuple[dict[str, str], str]:
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
+def host_isa(flags: frozenset[str] | None = None) -> str:
+    """The x86 INT8 target this CPU is: amx, vnni (32-bit exact u8 x s8 dot products), avx2 (ONNX Runtime's U8S8
+    kernels add product pairs in saturating 16 bits), or other (no AVX2: not an x86 INT8 target facequant knows)."""
+    flags = cpu()[1] if flags is None else flags
+    if "amx_int8" in flags:
+        return "amx"
+    if flags & VNNI_FLAGS:
+        return "vnni"
+    return "avx2" if "avx2" in flags else "other"
+
+
 def git_commit() -> str:
     """HEAD of the checkout this code runs from, with '-dirty' if it has uncommitted changes."""
     here = Path(__file__).resolve().parent

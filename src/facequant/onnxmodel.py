@@ -35,6 +35,19 @@ class InputSpec:
     input: str = INPUT
     output: str | None = None  # None: the model's first output
 
+    def contract(self, size: int) -> str:
+        """What a deployment must feed: the aligned face, its conversion to the input tensor, and the output."""
+        scale = (
+            "Sandberg's per-image standardisation"
+            if self.preprocess == "per_image"
+            else (f"(x - {','.join(f'{v:g}' for v in self.mean)}) / {','.join(f'{v:g}' for v in self.std)}")
+        )
+        out = self.output or "the first output"
+        return (
+            f"MTCNN-aligned {size}x{size} {self.channel_order} face, float32 {self.layout} tensor '{self.input}', "
+            f"{scale}; embedding: {out}, compared by cosine similarity"
+        )
+
     def describe(self) -> str:
         """The preprocessing, then what differs from facequant's own exports, e.g. 'fixed mean=127.5 std=127.5 NHWC
         BGR'; it is logged and keys every cached model and score, so another feeding never reuses them."""

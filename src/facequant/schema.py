@@ -78,6 +78,15 @@ class Param(StrEnum):
     SWEEP_DIR = "sweep.dir"
     CPU_MODEL = "cpu.model"
     CPU_ISA = "cpu.isa"
+    INPUT_CONTRACT = "input.contract"  # what a deployment must feed the model, and what it returns
+    INPUT_SPEC = "input.spec"  # the same as JSON (InputSpec fields and the aligned face size), for facequant.deploy
+    ONNX_SHA256 = "onnx.sha256"  # the evaluated model file: runs of one file under several targets share it
+    TARGET_ISA = "target.isa"  # the CPU the variant's figures hold for: avx2, vnni or amx
+    TARGET_HOST = "target.host"  # the ISA of the machine that ran the job
+    TARGET_ARITHMETIC = "target.arithmetic"  # host (its real kernels), exact or avx2 (emulated)
+    TARGET_SPEED_MEASURED = "target.speed_measured"  # True when the host is the target
+    TARGET_KERNEL_FLOOR = "target.kernel_cosine_floor"
+    TARGET_MAX_SATURATION = "target.max_saturation"
     ENV_LOCK_SHA256 = "env.lock_sha256"  # the requirements lock the environment was installed from
     ENV_LOCK_DRIFT = "env.lock_drift"  # installed versions that differ from that lock, or "none"
     VERSION_ONNXRUNTIME = "version.onnxruntime"
@@ -171,6 +180,11 @@ class Metric(StrEnum):
     # The variant's embeddings from the runtime's integer kernels against its QDQ graph run in float (as written).
     KERNEL_COSINE_MEAN = "int8_kernel_cosine_mean"
     KERNEL_COSINE_MIN = "int8_kernel_cosine_min"
+    # under the target's arithmetic (target.isa): the most saturated node's share of outputs, and how many nodes
+    # exceed target.max_saturation, on the held-out faces; half-range weights chosen by the avx2 preset
+    SATURATION_MAX = "int8_saturation_max"
+    SATURATING_NODES = "int8_saturating_nodes"
+    HALF_RANGE_NODES = "int8_half_range_nodes"
     # quant.exclude=auto (facequant.exclusion): per search step (the metric's step), on the validation pairs
     VALIDATION_EXCLUDED = "validation_excluded"  # nodes kept in float at this step
     VALIDATION_ACCURACY_DROP = "validation_accuracy_drop"
@@ -270,6 +284,9 @@ SENSITIVITY_PNG = "sensitivity.png"  # SQNR along the network's depth
 # the tensor, its SQNR in dB against FP32 (the error accumulated up to it) and local (its own quantization alone,
 # before vs after QDQ), and the node's position in the FP32 graph's topological order (1-based; 0: the model input).
 SENSITIVITY_COLUMNS = ("kind", "node", "op_type", "tensor", "sqnr_db", "local_sqnr_db", "position")
+SATURATION_CSV = "saturation.csv"  # per node under AVX2's pair sums on the held-out faces, columns SATURATION_COLUMNS
+SATURATION_COLUMNS = ("node", "op_type", "outputs_fraction", "pair_sums_fraction")
+HALF_RANGE_TXT = "half_range_weights.txt"  # the weights the avx2 preset quantized to 7 bits, one a line
 EXCLUSION_CSV = "exclusion_steps.csv"  # quant.exclude=auto: one row per search step
 EXCLUDED_TXT = "excluded_nodes.txt"  # quant.exclude=auto: the nodes kept in float, worst first
 MODEL_ARTIFACT = "model"

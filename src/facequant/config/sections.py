@@ -197,7 +197,10 @@ class QuantConfig:
     op_types: tuple[str, ...] | None = None
     format: QFormat = "QDQ"
     nodes_to_exclude: tuple[str, ...] = ()  # node names kept in float, e.g. from sensitivity.csv's `node` column
-    exclude: Literal["auto"] | None = None  # auto: search the nodes to keep in float under the gate (exclusion.py)
+    exclude: Literal["auto"] | None = None  # auto: search the nodes to keep in float under the goal (exclusion.py)
+    # saturating: half-range (7-bit) weights in the nodes whose int16 pair sums saturate on avx2, full range elsewhere;
+    # none: full range everywhere; None: the target's preset decides (load_settings)
+    half_range: Literal["saturating", "none"] | None = None
 
     def __post_init__(self) -> None:
         if self.exclude is not None and (self.mode != "static" or self.format != "QDQ"):
@@ -211,6 +214,11 @@ class QuantConfig:
                 "quant.activation_type=QInt8 with quant.weight_type=QUInt8 (S8U8) is not supported by ONNX Runtime; "
                 "use QUInt8/QInt8 (U8S8, fastest on x86) or QInt8/QInt8"
             )
+        if self.half_range == "saturating" and (self.mode != "static" or self.reduce_range):
+            raise ConfigError(
+                "quant.half_range=saturating picks 7-bit weights per node of a static variant: use quant=static "
+                "without quant.reduce_range=true, which already halves every weight"
+            )
         if self.mode == "dynamic" and not self.op_types:
             raise ConfigError("quant=dynamic needs quant.op_types, e.g. [MatMul,Gemm]")
 
@@ -218,7 +226,8 @@ class QuantConfig:
         """The settings this mode uses; nodes_to_exclude only when set, so the keys of earlier variants still hold."""
         keys = [k for k in _QUANT_KEYS[self.mode] if k != "nodes_to_exclude" or self.nodes_to_exclude]
         auto = {"exclude": self.exclude} if self.exclude else {}
-        return {"mode": self.mode} | {k: getattr(self, k) for k in keys} | auto
+        half = {"half_range": self.half_range} if self.half_range == "saturating" else {}
+        return {"mode": self.mode} | {k: getattr(self, k) for k in keys} | auto | half
 
     @property
     def variant(self) -> str:

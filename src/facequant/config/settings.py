@@ -7,7 +7,7 @@ import logging
 import os
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +29,8 @@ from facequant.config.sections import (
     QuantConfig,
     RuntimeConfig,
 )
-from facequant.machine import job_cpus
+from facequant.config.target import Arithmetic, TargetConfig, TargetError
+from facequant.machine import host_isa, job_cpus
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class Settings:
     cache_dir: Path
     eval: EvalConfig = field(default_factory=EvalConfig)
     exclusion: ExclusionConfig = field(default_factory=ExclusionConfig)  # read by quant.exclude=auto only
+    target: TargetConfig = field(default_factory=TargetConfig)
+    preset: tuple[str, ...] = ()  # the settings the target's preset chose, as key=value
     parent_run_id: str | None = None  # set by facequant's sweeper for each job of a multirun
     sensitivity: bool = False  # per-tensor SQNR against FP32; only static QDQ variants measure it
     sensitivity_faces: int = 200
@@ -79,7 +82,7 @@ class Settings:
         """The variant's name with this count of nodes kept in float (0: none, and no _excl suffix)."""
         name = self.quant.variant
         quant = self.quant.effective()
-        for key in ("nodes_to_exclude", "exclude"):  # named by count: the list is in the params or an artifact
+        for key in ("nodes_to_exclude", "exclude", "half_range"):  # by count or target: the list is an artifact
             quant.pop(key, None)
         extra = _suffix(quant, QUANT_DEFAULTS[self.quant.mode].effective())
         if self.calibration is not None:
@@ -87,8 +90,16 @@ class Settings:
             default = CalibrationConfig(self.calibration.method, self.calibration.num_samples)
             extra += _suffix(asdict(self.calibration), asdict(default))
         name += f"_excl{excluded}" if excluded else ""
+        name += f"_{self.target.isa}" if self.target.name != "auto" and self.quant.mode == "static" else ""
         flip = "+flip" if self.eval.flip else ""
         return name + (f"[{','.join(extra)}]" if extra else "") + self.runtime.suffix + flip
+
+    @property
+    def arithmetic(self) -> Arithmetic:
+        """What a static QDQ variant on ONNX Runtime is scored in: the target's emulated arithmetic when the host's
+        kernels compute otherwise; every other variant runs as it is on the host."""
+        static_ort = self.quant.mode == "static" and self.quant.format == "QDQ" and self.runtime.name == "ort"
+        return self.target.arithmetic if static_ort else "host"
 
     @property
     def is_reference(self) -> bool:
@@ -105,6 +116,9 @@ class Settings:
         if self.quant.exclude:
             data["gate"] = asdict(self.exclusion)  # the key variants searched under the block's earlier name keep
         data["align"] = self.align.crop_settings()
+        data.pop("target")
+        if self.arithmetic != "host":
+            data["target"] = {"isa": self.target.isa, "arithmetic": self.target.arithmetic}
         if self.dataset.protocol == "pairs":  # keys of the all protocol: pairs runs keep their earlier keys
             for key in ("protocol", "calibration_pool", "identities", "seed"):
                 data["dataset"].pop(key)
@@ -124,6 +138,9 @@ class Settings:
             del data["sensitivity_faces"]
         if not self.quant.exclude:
             del data["exclusion"]
+        target = self.target
+        data["target"] |= {"isa": target.isa, "arithmetic": target.arithmetic, "speed_measured": target.speed_measured}
+        data["target"]["preset"] = ",".join(data.pop("preset")) or "none"
         return data
 
 
@@ -138,6 +155,7 @@ _SECTIONS = {
     "mlflow": MlflowConfig,
     "eval": EvalConfig,
     "exclusion": ExclusionConfig,
+    "target": TargetConfig,
 }
 _TOP_LEVEL = {"cache_dir", "parent_run_id", "sensitivity", "sensitivity_faces"}
 
@@ -202,6 +220,16 @@ def _deprecated_gate(data: dict[str, Any]) -> None:
         data["exclusion"] = dict(data.get("exclusion") or {}) | given
 
 
+def _target_preset(quant: QuantConfig, target: TargetConfig) -> tuple[QuantConfig, tuple[str, ...]]:
+    """The target's static U8S8 preset fills what the config left open (quant.half_range: null); an explicit
+    setting wins, and quant.reduce_range=true already halves every weight."""
+    u8s8 = quant.mode == "static" and (quant.activation_type, quant.weight_type) == ("QUInt8", "QInt8")
+    if quant.half_range is not None or not u8s8 or quant.reduce_range:
+        return quant, ()
+    half = "saturating" if target.saturates else "none"
+    return replace(quant, half_range=half), (f"quant.half_range={half}",)
+
+
 def load_settings(cfg: DictConfig) -> Settings:
     """Resolve and validate the Hydra config; raises ConfigError naming the bad key and the valid choices."""
     data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
@@ -220,8 +248,14 @@ def load_settings(cfg: DictConfig) -> Settings:
         values[section][key] = _absolute(values[section].get(key))
     model = _build("model", ModelConfig, values["model"])
     values["align"] = _follow_input_size(values["align"], model)
-    sections = {name: model if name == "model" else _build(name, cls, values[name]) for name, cls in _SECTIONS.items()}
+    values["target"]["host"] = host_isa()  # probed once per job, here, not in a section's constructor
+    try:
+        sections = {n: model if n == "model" else _build(n, cls, values[n]) for n, cls in _SECTIONS.items()}
+    except TargetError as exc:
+        raise ConfigError(str(exc)) from exc
     quant = sections["quant"]
+    quant, preset = _target_preset(quant, sections["target"])
+    sections["quant"] = quant
     if quant.mode != "static":
         sections["calibration"] = None  # calibration belongs to static variants only
     # qdq_loss_debug compares the tensors around QuantizeLinear/DequantizeLinear pairs: static QDQ models only
@@ -253,4 +287,5 @@ def load_settings(cfg: DictConfig) -> Settings:
         parent_run_id=data.get("parent_run_id"),
         sensitivity=sensitivity,
         sensitivity_faces=faces,
+        preset=preset,
     )

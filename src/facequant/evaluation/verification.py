@@ -14,6 +14,27 @@ from facequant.schema import FALSE_ACCEPTS_AT_FAR, TAR_AT_FAR, Metric
 FARS = tuple(TAR_AT_FAR)
 
 
+DEPLOY_FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)  # the operating points a registered version records thresholds for
+
+
+def far_threshold(scores: np.ndarray, labels: np.ndarray, far: float) -> float | None:
+    """The lowest score threshold (accept if score >= t) whose false accept rate on these pairs is <= far, or None
+    when the impostor pairs are too few to resolve it (far < 1/impostors)."""
+    impostor = np.sort(scores[labels == 0])[::-1]
+    if len(impostor) == 0 or far * len(impostor) < 1:
+        return None
+    allowed = int(np.floor(far * len(impostor)))  # false accepts at most; accept above the next impostor score
+    return float(np.nextafter(impostor[allowed], np.inf)) if allowed < len(impostor) else float(impostor[-1])
+
+
+def curve_threshold(curve_far: np.ndarray, curve_threshold: np.ndarray, far: float, resolution: float) -> float | None:
+    """The same from a logged ROC (protocol=all's roc.csv): the threshold of the largest FAR <= far."""
+    if far < resolution:
+        return None
+    within = curve_far <= far
+    return float(curve_threshold[within].min()) if within.any() else None
+
+
 def cosine_scores(emb: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Cosine similarity of the L2-normalised embeddings of each pair."""
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)

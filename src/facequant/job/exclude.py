@@ -65,7 +65,7 @@ def validator(
         start = time.perf_counter()
         quant = replace(settings.quant, exclude=None, nodes_to_exclude=excluded)
         model = quantize_model(settings, layout, data, exported, quant).path
-        variant = evaluate_model(valid, model, spec, settings.runtime)
+        variant = evaluate_model(valid, model, spec, settings.runtime, settings.arithmetic)
         drops = bootstrap_drops(fp32.scores, variant.scores, valid.labels, valid.folds)
         bench = benchmark_model(timing, valid, model, exported.fp32, spec)
         speedup = Interval(bench[Metric.SPEEDUP], bench[Metric.SPEEDUP_CI_LOW], bench[Metric.SPEEDUP_CI_HIGH])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -10,7 +11,10 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from facequant import tracking
+from facequant.cache.files import sha256_file
 from facequant.cache.layout import CacheLayout
 from facequant.config.settings import Settings
 from facequant.job.artifacts import all_artifacts, drift_artifacts, pairs_artifacts
@@ -34,12 +38,15 @@ from facequant.job.stages_all import AllEvaluation, compare_all, evaluate_all
 from facequant.machine import environment, git_commit, machine_info
 from facequant.models.export import OPSET
 from facequant.onnxmodel import InputSpec
+from facequant.quant.saturation import saturating_nodes, saturation
 from facequant.quant.sensitivity import artifacts, measure, sensitivity_metrics, summary
 from facequant.runtime import sessions as runtime
 from facequant.runtime.kernels import kernel_agreement, kernel_warning
 from facequant.schema import (
     CONFIG_YAML,
     ENVIRONMENT_TXT,
+    HALF_RANGE_TXT,
+    SATURATION_CSV,
     STAGE_TIME,
     UNREADABLE_TXT,
     Metric,
@@ -110,21 +117,42 @@ def run_job(settings: Settings, config_yaml: str) -> dict[str, float]:
         return _run(settings)
 
 
+def _saturation(settings: Settings, quantized: Quantized, faces: np.ndarray, spec: InputSpec, out: Path) -> Path:
+    """Per-node saturation of the variant under the avx2 target's pair sums on the held-out faces, logged with the
+    weights the preset halved."""
+    table = saturation(quantized.path, faces, spec)
+    bound = settings.target.max_saturation
+    tracking.log_metrics(
+        {
+            Metric.SATURATION_MAX: float(table.outputs_fraction.max()) if len(table) else 0.0,
+            Metric.SATURATING_NODES: len(saturating_nodes(table, bound)),
+        }
+    )
+    if quantized.half_range:
+        tracking.log_text("\n".join(quantized.half_range) + "\n", HALF_RANGE_TXT)
+    path = out / SATURATION_CSV
+    table.to_csv(path, index=False, float_format="%.6f")
+    return path
+
+
 def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec: InputSpec) -> Sensitivity:
     """Log every quantized tensor's SQNR against FP32 on held-out faces (sensitivity.csv, its plot, the metrics)."""
     faces = held_out(data, settings.sensitivity_faces)
     images = str(data.lfw.images_dir)
     tracking.log_sensitivity_set(faces.frame(), f"{settings.dataset.name}-sensitivity", faces.faces_id.key, images)
     table = measure(quantized.source, quantized.path, faces.faces, spec)
-    agreement = kernel_agreement(quantized.path, faces.faces, spec, settings.runtime)
-    tracking.log_metrics(sensitivity_metrics(table) | agreement)
-    warning = kernel_warning(agreement)
+    agreement = kernel_agreement(quantized.path, faces.faces, spec, settings.runtime, settings.arithmetic)
+    tracking.log_metrics(sensitivity_metrics(table) | agreement | {Metric.HALF_RANGE_NODES: len(quantized.half_range)})
+    warning = kernel_warning(agreement, settings.target.isa)
     if warning:
         log.warning("%s: %s", settings.variant_name, warning)
         tracking.set_tags({Tag.KERNEL_WARNING: warning})
     with tempfile.TemporaryDirectory(prefix="facequant-sensitivity-") as tmp:
         title = f"Per-tensor SQNR - {settings.variant_name} ({len(faces.names)} held-out faces)"
-        tracking.log_artifacts(artifacts(table, title, Path(tmp)))
+        files = artifacts(table, title, Path(tmp))
+        if settings.target.saturates:
+            files.append(_saturation(settings, quantized, faces.faces, spec, Path(tmp)))
+        tracking.log_artifacts(files)
     log.info("sensitivity on %d held-out faces: %s", len(faces.names), summary(table))
     return Sensitivity(table, faces.names)
 
@@ -166,6 +194,13 @@ def _run(settings: Settings) -> dict[str, float]:
                 quantized, variant_name = exclude_search(settings, layout, data, exported, quantized.source, found)
                 variant = quantized.path
 
+    tracking.log_params(
+        {
+            Param.ONNX_SHA256: sha256_file(variant),
+            Param.INPUT_CONTRACT: spec.contract(settings.align.image_size),
+            Param.INPUT_SPEC: json.dumps(asdict(spec) | {"image_size": settings.align.image_size}),
+        }
+    )
     with stage("evaluate"):
         evaluation, drops, paired = _evaluate(settings, data, variant, exported.fp32, spec)
         tracking.log_metrics(evaluation.metrics() | drops | (paired.metrics if paired else {}))
@@ -205,9 +240,9 @@ def _evaluate(
         baseline = evaluate_all(data, fp32, spec, runtime.ORT)
         if settings.is_reference:
             return baseline, baseline.drops_from(baseline), None
-        evaluation = evaluate_all(data, variant, spec, settings.runtime, reference=baseline)
+        evaluation = evaluate_all(data, variant, spec, settings.runtime, baseline, settings.arithmetic)
         return evaluation, evaluation.drops_from(baseline), compare_all(data, evaluation, baseline)
-    evaluation = evaluate_model(data, variant, spec, settings.runtime)
+    evaluation = evaluate_model(data, variant, spec, settings.runtime, settings.arithmetic)
     if settings.is_reference:
         return evaluation, evaluation.drops_from(evaluation), None
     baseline = evaluate_model(data, fp32, spec)

@@ -22,6 +22,7 @@ from facequant.cache.layout import (
 )
 from facequant.config.sections import QuantConfig, RuntimeConfig
 from facequant.config.settings import Settings
+from facequant.config.target import Arithmetic
 from facequant.data.align import Aligned, ensure_aligned, face_set, load_aligned
 from facequant.data.lfw import Dataset, Pair, held_out_images, identity_index, pairs_digest
 from facequant.data.selection import select
@@ -30,7 +31,8 @@ from facequant.evaluation.verification import Verification, cosine_scores, verif
 from facequant.models.backbones import ModelInfo, load_model
 from facequant.models.export import export_onnx, model_identity, onnx_file
 from facequant.onnxmodel import InputSpec
-from facequant.quant.quantize import build_variant, fit_ranges, pre_process, quantizer
+from facequant.quant.quantize import build_variant, fit_ranges, pre_process, quantizer, weights_of
+from facequant.quant.saturation import saturating_nodes, saturation
 from facequant.runtime import sessions as runtime
 from facequant.runtime.benchmark import Model, measure
 from facequant.schema import Metric
@@ -166,6 +168,7 @@ class Quantized:
     path: Path
     built: bool
     source: Path  # the FP32 model it was quantized from: its tensor names are the variant's
+    half_range: tuple[str, ...] = ()  # weights the avx2 preset quantized to 7 bits
 
 
 def quantize_model(
@@ -176,10 +179,13 @@ def quantize_model(
     quant = replace(quant or settings.quant, exclude=None)  # auto chooses exclusions; the plain file is the same
     if quant.mode == "fp32":
         return Quantized(exported.fp32, built=False, source=exported.fp32)
+    half: tuple[str, ...] = ()
+    if quant.half_range == "saturating":
+        half = _saturating_weights(settings, layout, data, exported, quant)
     calib = settings.calibration
     identity = VariantIdentity(
         model=exported.identity.key,
-        quant=quant.effective(),
+        quant=quant.effective() | ({"half_range_weights": list(half)} if half else {}),
         calibration=asdict(calib) if calib else None,
         calibration_faces=data.calibration_id.key if data.calibration_id else None,
         quantizer=quantizer(),
@@ -195,8 +201,23 @@ def quantize_model(
             return fit_ranges(pre, path, asdict(fitted), calib, exported.spec, data.calibration_faces)
 
     target = layout.variant_model(identity, quant.variant)
-    built = build_variant(pre, target, asdict(identity), quant, calib, ranges, tuple(exported.sample[:1].shape))
-    return Quantized(target, built, pre)
+    shape = tuple(exported.sample[:1].shape)
+    built = build_variant(pre, target, asdict(identity), quant, calib, ranges, shape, half)
+    return Quantized(target, built, pre, half)
+
+
+def _saturating_weights(
+    settings: Settings, layout: CacheLayout, data: EvalData, exported: Exported, quant: QuantConfig
+) -> tuple[str, ...]:
+    """The avx2 preset: the full-range variant's nodes whose int16 pair sums saturate on more than
+    target.max_saturation of their outputs, on calibration faces, and so the weights to quantize to 7 bits."""
+    full = quantize_model(settings, layout, data, exported, replace(quant, half_range="none"))
+    faces = data.calibration_faces()[: settings.target.saturation_faces]
+    nodes = saturating_nodes(saturation(full.path, faces, exported.spec), settings.target.max_saturation)
+    log.info(
+        "avx2 preset: %d node(s) saturate above %g: 7-bit weights there", len(nodes), settings.target.max_saturation
+    )
+    return tuple(weights_of(full.source, nodes))
 
 
 @dataclass(frozen=True)
@@ -225,28 +246,34 @@ class Evaluation:
         }
 
 
-def embed_faces(data: EvalData, model: Path, spec: InputSpec, engine: RuntimeConfig) -> tuple[np.ndarray, int, bool]:
+def embed_faces(
+    data: EvalData, model: Path, spec: InputSpec, engine: RuntimeConfig, arithmetic: Arithmetic = "host"
+) -> tuple[np.ndarray, int, bool]:
     """Embeddings of every evaluated face (rows in names order), the alignment fallbacks, and whether they came
     from the cache, which keys them by the file's sha256, how it is fed, the runtime with its precision, and the
     aligned set."""
     pairs = "all" if data.all_pairs else pairs_digest(data.pairs)
     flip = data.settings.eval.flip
     feeding = spec.describe() + (" +flip" if flip else "")  # entries without flip keep their earlier keys
-    identity = ScoresIdentity(sha256_file(model), feeding, pairs, data.faces_id.key, runtime.name(engine))
+    engine_name = runtime.name(engine, arithmetic)
+    identity = ScoresIdentity(sha256_file(model), feeding, pairs, data.faces_id.key, engine_name)
     path = data.layout.scores(identity)
     with exclusive(path):
         cached = load_npz(path, ("fallbacks", "embeddings"))
         if cached is not None:
             return cached["embeddings"], int(cached["fallbacks"]), True
         aligned = data.faces()
-        emb = runtime.embed(model, aligned.faces, spec, data.settings.eval.batch_size, engine, flip)
+        emb = runtime.embed(model, aligned.faces, spec, data.settings.eval.batch_size, engine, flip, arithmetic)
         save_npz(path, fallbacks=np.array(aligned.fallbacks), embeddings=emb)
     return emb, aligned.fallbacks, False
 
 
-def evaluate_model(data: EvalData, model: Path, spec: InputSpec, engine: RuntimeConfig = runtime.ORT) -> Evaluation:
-    """Pair scores and metrics of a model file on a runtime, from its (cached) embeddings."""
-    emb, fallbacks, cached = embed_faces(data, model, spec, engine)
+def evaluate_model(
+    data: EvalData, model: Path, spec: InputSpec, engine: RuntimeConfig = runtime.ORT, arithmetic: Arithmetic = "host"
+) -> Evaluation:
+    """Pair scores and metrics of a model file on a runtime (or a target's emulated arithmetic), from its (cached)
+    embeddings."""
+    emb, fallbacks, cached = embed_faces(data, model, spec, engine, arithmetic)
     index = {name: i for i, name in enumerate(data.names)}
     left = np.array([index[p.left] for p in data.pairs])
     right = np.array([index[p.right] for p in data.pairs])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from facequant.config.sections import RuntimeConfig
+from facequant.config.target import Arithmetic
 from facequant.evaluation.allpairs import Scan, bootstrap_tar_drops, scan
 from facequant.evaluation.paired import embedding_drift, flip_metrics
 from facequant.job.stages import EvalData, Paired, embed_faces
@@ -71,11 +72,17 @@ class AllEvaluation:
 
 
 def evaluate_all(
-    data: EvalData, model: Path, spec: InputSpec, engine: RuntimeConfig, reference: AllEvaluation | None = None
+    data: EvalData,
+    model: Path,
+    spec: InputSpec,
+    engine: RuntimeConfig,
+    reference: AllEvaluation | None = None,
+    arithmetic: Arithmetic = "host",
 ) -> AllEvaluation:
-    """Score every pair from the model's (cached) embeddings; with FP32's evaluation as reference, also count the
-    decisions that flip at FP32's FAR thresholds in the same pass."""
-    emb, fallbacks, cached = embed_faces(data, model, spec, engine)
+    """Score every pair from the model's (cached) embeddings, on the runtime or under a target's emulated
+    arithmetic; with FP32's evaluation as reference, also count the decisions that flip at FP32's FAR thresholds
+    in the same pass."""
+    emb, fallbacks, cached = embed_faces(data, model, spec, engine, arithmetic)
     thresholds = {}
     if reference is not None:
         thresholds = {f: reference.scan.threshold(f) for f in FLIPS_AT_FAR if reference.scan.resolvable(f)}

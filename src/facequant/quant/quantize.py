@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -149,14 +149,16 @@ def build_variant(
     calib: CalibrationConfig | None,
     ranges: Callable[[], Path] | None,
     input_shape: tuple[int, ...],
+    half_range: Sequence[str] = (),
 ) -> bool:
     """Write the quantized model of the pre-processed FP32 model to target unless a verified copy is cached
-    there; static variants take the ranges file, fitted only when needed. Returns whether it was built."""
+    there; static variants take the ranges file, fitted only when needed, and the weights named in half_range
+    get 7 bits. Returns whether it was built."""
     with exclusive(target):
         if verified_file(target, identity) is not None:
             return False
         with atomic_path(target) as tmp:
-            _quantize(pre, tmp, quant, calib, ranges)
+            _quantize(pre, tmp, quant, calib, ranges, half_range)
             check_runnable(tmp, quant.variant, input_shape)
         write_file_record(target, identity)
     log.info("built %s at %s", quant.variant, target)
@@ -177,8 +179,21 @@ def check_nodes(pre: Path, names: tuple[str, ...]) -> None:
         )
 
 
+def weights_of(pre: Path, nodes: Sequence[str]) -> list[str]:
+    """The weight initializers of the named Conv/MatMul/Gemm nodes: ONNX Runtime's per-tensor overrides key them."""
+    graph = onnx.load(str(pre), load_external_data=False).graph
+    constants = {init.name for init in graph.initializer}
+    wanted = set(nodes)
+    return sorted(n.input[1] for n in graph.node if n.name in wanted and len(n.input) > 1 and n.input[1] in constants)
+
+
 def _quantize(
-    pre: Path, tmp: Path, quant: QuantConfig, calib: CalibrationConfig | None, ranges: Callable[[], Path] | None
+    pre: Path,
+    tmp: Path,
+    quant: QuantConfig,
+    calib: CalibrationConfig | None,
+    ranges: Callable[[], Path] | None,
+    half_range: Sequence[str] = (),
 ) -> None:
     check_nodes(pre, quant.nodes_to_exclude)
     try:
@@ -207,6 +222,8 @@ def _quantize(
                 weight_type=QuantType[quant.weight_type],
                 calibrate_method=METHODS[calib.method],
                 nodes_to_exclude=list(quant.nodes_to_exclude),
+                # 7-bit weights where the target's 16-bit pair sums would saturate (ORT's per-initializer override)
+                extra_options={"TensorQuantOverrides": {w: [{"reduce_range": True}] for w in half_range}},
             )
     except (ValueError, RuntimeError, TypeError) as exc:
         raise QuantizationError(f"ONNX Runtime could not build {quant.variant} with {asdict(quant)}: {exc}") from exc

@@ -6,14 +6,16 @@ import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from facequant import tracking
-from facequant.config.sections import MlflowConfig
+from facequant.config.sections import ConfigError, MlflowConfig
+from facequant.machine import host_isa
 from facequant.report.accuracy import p_text
+from facequant.report.deployment import deployment_tags, run_thresholds
 from facequant.report.document import build_report
 from facequant.report.exclusion import read_search
 from facequant.report.rule import DROP_INTERVAL, Rule
@@ -26,6 +28,7 @@ from facequant.schema import (
     SCORES_CSV,
     SENSITIVITY_CSV,
     Metric,
+    Param,
     RunRecord,
     Tag,
 )
@@ -44,6 +47,9 @@ class Comparison:
     recommended: Row | None
     why_none: str
     runs: tuple[RunRecord, ...]
+    everything: tuple[RunRecord, ...] = ()  # the selection before target= narrowed it: other targets' checks
+    thresholds: dict[str, dict[float, float | None]] = field(default_factory=dict)  # run id -> FAR -> threshold
+    target: str | None = None
 
 
 def recommend(runs: list[RunRecord], rule: Rule) -> tuple[Row | None, str]:
@@ -87,12 +93,32 @@ def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
     }
 
 
+def for_target(runs: list[RunRecord], target: str) -> list[RunRecord]:
+    """The FP32 baselines and the variants scored for this target (auto: this machine's ISA)."""
+    isa = host_isa() if target == "auto" else target
+    kept = [run for run in runs if run.is_baseline or run.param(Param.TARGET_ISA) == isa]
+    if not any(not run.is_baseline for run in kept):
+        found = sorted({run.param(Param.TARGET_ISA) or "none logged" for run in runs if not run.is_baseline})
+        raise ConfigError(
+            f"target={target}: no variant in the selection was scored for {isa} (its targets: {', '.join(found)}); "
+            f"sweep with target={isa}, or choose one of those"
+        )
+    return kept
+
+
 def compare(
-    cfg: MlflowConfig, sweeps: str | Sequence[str] | None, filter_string: str | None, out: Path | None, rule: Rule
+    cfg: MlflowConfig,
+    sweeps: str | Sequence[str] | None,
+    filter_string: str | None,
+    out: Path | None,
+    rule: Rule,
+    target: str | None = None,
 ) -> Comparison:
-    """Select the runs (the latest sweep's children by default, or of several sweeps, or all), build the report
-    from them and log it: to the sweep's parent, or to a new comparison run when they span several."""
-    runs, sweep = tracking.select_runs(cfg, sweeps, filter_string)
+    """Select the runs (the latest sweep's children by default, or of several sweeps, or all; with target, those
+    scored for it), build the report from them and log it: to the sweep's parent, or to a new comparison run when
+    they span several."""
+    everything, sweep = tracking.select_runs(cfg, sweeps, filter_string)
+    runs = for_target(everything, target) if target else everything
     out = out or Path("reports") / (sweep or "comparison-" + time.strftime("%Y%m%d-%H%M%S"))
     curves, tensors, searches = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="facequant-scores-") as tmp:
@@ -115,14 +141,21 @@ def compare(
     files = build_report(runs, curves, rule, out, title, tensors, searches)
     tracking.log_report(files, sweep, runs[0].experiment_id)
     best, why = recommend(runs, rule)
-    return Comparison(files[-1], sweep, runs[0].experiment_id, best, why, tuple(runs))
+    thresholds = {run.run_id: run_thresholds(run, curves.get(run.run_id)) for run in runs if run.finished}
+    return Comparison(
+        files[-1], sweep, runs[0].experiment_id, best, why, tuple(runs), tuple(everything), thresholds, target
+    )
 
 
 def register_recommended(result: Comparison, name: str, alias: str, rule: Rule) -> str:
     """Register the recommended variant's model under name@alias with its evidence; nothing when none passed."""
     if result.recommended is None:
         return f"nothing registered as {name}: {result.why_none}"
-    version = tracking.register(result.recommended.run, name, alias, evidence(result.recommended, rule, result.sweep))
+    best = result.recommended
+    model = best.run.param(Param.MODEL_NAME)
+    fp32 = next((r for r in result.runs if r.is_baseline and r.finished and r.param(Param.MODEL_NAME) == model), None)
+    tags = evidence(best, rule, result.sweep) | deployment_tags(best, fp32, result.everything, result.thresholds)
+    version = tracking.register(best.run, name, alias, tags)
     return (
         f"registered {result.recommended.label} as {name} version {version}, alias {alias}: "
         f"load it with mlflow.onnx.load_model('models:/{name}@{alias}')"

@@ -26,6 +26,7 @@ from facequant.report.sections import (
 )
 from facequant.report.sensitivity import sensitivity_lines
 from facequant.report.table import Drop, Row, Table, groups, variant_table
+from facequant.report.targets import target_lines
 from facequant.schema import Metric, Param, RunRecord, Tag
 
 REPORT_MD = "report.md"
@@ -110,6 +111,7 @@ def group_section(
     lines += ["### Decision flips", "", *flips_lines(table), ""]
     lines += ["### Embedding drift", "", *drift_lines(table), ""]
     lines += ["### Recommendations", "", *recommendation_lines(table, rule), ""]
+    lines += ["### Validity per target", "", *target_lines(table), ""] if table.quantized else []
     lines += ["### Per-tensor sensitivity", "", *sensitivity_lines(table, tensors), ""]
     searched = exclusion_lines(table, searches)
     lines += ["### Accuracy-aware exclusion", "", *searched, ""] if searched else []

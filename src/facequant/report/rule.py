@@ -8,12 +8,42 @@ from dataclasses import dataclass
 
 from facequant.evaluation.goal import Goal, pt
 from facequant.report.table import NO_DROP, Drop, Row, Table
-from facequant.schema import Metric, far_text
+from facequant.schema import Metric, Param, far_text
 
 # How every drop interval was computed (facequant.paired): the report and the registry quote it.
+# Every variant is judged on its target's integer arithmetic too (report/targets.py shows the check).
+KERNEL_CLAUSE = (
+    "; a variant whose integer kernels on its target disagree with its QDQ graph (mean embedding cosine below "
+    "target.kernel_cosine_floor) or saturate their 16-bit pair sums beyond target.max_saturation is refused"
+)
 DROP_INTERVAL = "95% paired-bootstrap interval (1000 resamples of the pairs, stratified genuine/impostor)"
 DROP_INTERVAL_ALL = "95% paired-bootstrap interval (1000 resamples of the identities, since pairs share them)"
 FALLBACK = "no interval logged, so the point drop is compared"
+
+
+KERNEL_FLOOR = 0.999  # for runs that logged no target.kernel_cosine_floor
+
+
+def target_isa(row: Row) -> str:
+    """The target a run's figures hold for; runs from before targets hold for the host that ran them."""
+    return row.run.param(Param.TARGET_ISA) or "host"
+
+
+def kernel_breaks(row: Row) -> list[str]:
+    """Why the variant's integer kernels cannot be trusted on its target: they disagree with its QDQ graph, or
+    their 16-bit pair sums saturate beyond the stated bound. Runs that did not measure them pass (n/a)."""
+    isa, reasons = target_isa(row), []
+    cosine = row.metric(Metric.KERNEL_COSINE_MEAN)
+    floor = float(row.run.param(Param.TARGET_KERNEL_FLOOR) or KERNEL_FLOOR)
+    if not math.isnan(cosine) and cosine < floor:
+        reasons.append(f"its {isa} kernels disagree with its QDQ graph: mean embedding cosine {cosine:.4f} < {floor}")
+    saturating = row.metric(Metric.SATURATING_NODES)
+    if saturating > 0:
+        bound = float(row.run.param(Param.TARGET_MAX_SATURATION) or "nan")
+        reasons.append(
+            f"{saturating:.0f} node(s) saturate their {isa} int16 pair sums on more than {bound:g} of their outputs"
+        )
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -42,7 +72,7 @@ class Rule(Goal):
             f"upper end of their {DROP_INTERVAL}, or at the point drop for runs that logged no interval; variants "
             "whose speed-up intervals overlap the fastest's count as equally fast (their difference is within the "
             "measurement noise), and among those the smallest accuracy drop wins"
-        )
+        ) + KERNEL_CLAUSE
 
     def equally_fast(self, passing: Sequence[Row]) -> list[Row]:
         """The rows the measurement cannot tell from the fastest: their speed-up intervals overlap its interval."""
@@ -94,4 +124,4 @@ class Rule(Goal):
                 reasons.append(breach + ("" if drop.has_interval else f" ({FALLBACK})"))
         if math.isnan(row.speedup):
             reasons.append("no paired speed-up logged")
-        return reasons
+        return reasons + kernel_breaks(row)

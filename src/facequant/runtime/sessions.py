@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
 from facequant.config.sections import RuntimeConfig
+from facequant.config.target import Arithmetic
 from facequant.machine import job_cpus
 from facequant.onnxmodel import InputSpec
+from facequant.target.emulate import TargetEmulator
 
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 ORT = RuntimeConfig()  # the reference runtime of every drop and speed-up
@@ -25,8 +28,10 @@ class RuntimeFailure(RuntimeError):
     """The runtime cannot run the model as configured."""
 
 
-def name(cfg: RuntimeConfig = ORT) -> str:
+def name(cfg: RuntimeConfig = ORT, arithmetic: Arithmetic = "host") -> str:
     """The runtime, its version and precision: part of every cached result it computes."""
+    if arithmetic != "host":
+        return f"onnxruntime {ort.__version__} emulating {arithmetic} int8"
     if cfg.name == "ort":
         return f"onnxruntime {ort.__version__}"  # unchanged since before OpenVINO, so ORT caches stay valid
     import openvino as ov
@@ -119,9 +124,37 @@ def _openvino(model_path: Path, cfg: RuntimeConfig, threads: int, output: str | 
     return OpenVinoSession(compiled.create_infer_request(), effective, port)
 
 
-def open_session(model_path: Path, cfg: RuntimeConfig = ORT, threads: int = 0, output: str | None = None) -> Session:
+@dataclass
+class EmulatedSession:
+    """A static QDQ model run under a target's arithmetic on any host (TargetEmulator): exact int32 accumulation,
+    or AVX2's saturating 16-bit pair sums."""
+
+    emulator: TargetEmulator
+    index: int  # of the embedding among the graph's outputs
+    precision: str = "f32"
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        return self.emulator.run(inputs).outputs[self.index]
+
+
+def _emulated(model_path: Path, arithmetic: Arithmetic, threads: int, output: str | None) -> Session:
+    if arithmetic == "exact":  # the QDQ graph in float is exact up to rounding: no rewrite needed
+        return OrtSession(session(model_path, threads, level="ORT_DISABLE_ALL"), output=output)
+    outputs = [o.name for o in onnx.load(str(model_path), load_external_data=False).graph.output]
+    return EmulatedSession(TargetEmulator(model_path, "avx2", threads or None), outputs.index(output or outputs[0]))
+
+
+def open_session(
+    model_path: Path,
+    cfg: RuntimeConfig = ORT,
+    threads: int = 0,
+    output: str | None = None,
+    arithmetic: Arithmetic = "host",
+) -> Session:
     """A session of the configured runtime that returns the named output (the first if None); threads=0 lets the
-    runtime use every core."""
+    runtime use every core. Under another arithmetic than the host's, ONNX Runtime emulates the target's."""
+    if arithmetic != "host":
+        return _emulated(model_path, arithmetic, threads, output)
     if cfg.name == "openvino":
         return _openvino(model_path, cfg, threads, output)
     return OrtSession(session(model_path, threads), output=output)
@@ -134,12 +167,15 @@ def embed(
     batch_size: int = 64,
     cfg: RuntimeConfig = ORT,
     flip: bool = False,
+    arithmetic: Arithmetic = "host",
 ) -> np.ndarray:
-    """Embeddings of uint8 NHWC RGB faces on the configured runtime, fed as spec says, batch by batch to bound
-    memory; with flip, each is the L2-normalised sum of the face's and its mirror image's."""
-    sess = open_session(model_path, cfg, threads=job_cpus() or 0, output=spec.output)  # jobs in parallel share cores
+    """Embeddings of uint8 NHWC RGB faces on the configured runtime (or under a target's emulated arithmetic), fed
+    as spec says, batch by batch to bound memory; with flip, each is the L2-normalised sum of the face's and its
+    mirror image's."""
+    threads = job_cpus() or 0  # jobs in parallel share cores
+    sess = open_session(model_path, cfg, threads, spec.output, arithmetic)
     out = []
-    desc = f"embedding {model_path.name} ({name(cfg)}{', flip-fused' if flip else ''})"
+    desc = f"embedding {model_path.name} ({name(cfg, arithmetic)}{', flip-fused' if flip else ''})"
     for start in tqdm(range(0, len(faces), batch_size), desc=desc, unit="batch"):
         batch = faces[start : start + batch_size]
         emb = sess.run(preprocess(batch, spec))

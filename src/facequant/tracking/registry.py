@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 
 from facequant.schema import RunRecord
 
@@ -23,3 +25,18 @@ def register(run: RunRecord, name: str, alias: str, tags: Mapping[str, str]) -> 
     version = mlflow.register_model(models[0].model_uri, name, tags={k: str(v)[:5000] for k, v in tags.items()})
     mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
     return str(version.version)
+
+
+def registered(name: str, alias: str, dst: Path) -> tuple[Path, dict[str, str]]:
+    """The ONNX file of name@alias, downloaded under dst, and that version's tags."""
+    try:
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"no version of {name} has the alias {alias}: register one with compare.py register={name}"
+        ) from exc
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{alias}", dst_path=str(dst)))
+    files = sorted(local.rglob("*.onnx"))
+    if not files:
+        raise RegistryError(f"{name}@{alias} (version {version.version}) holds no ONNX file")
+    return files[0], dict(version.tags)
