@@ -19,7 +19,7 @@ added = [f"  {n}: new {now[n]}" for n in sorted(set(now) - set(locked)) if n not
 print("\n".join(moved + added) or "  none")
 PY
 echo "== unit tier on the newest versions"
-"$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not integration and not cluster" "$@" | tee "$venv/pytest.log" | tail -n 30
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit "$@" | tee "$venv/pytest.log" | tail -n 30
 status=${PIPESTATUS[0]}
 echo "== failing tests"
 grep -E "^(FAILED|ERROR) " "$venv/pytest.log" || echo "  none"

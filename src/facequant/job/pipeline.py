@@ -19,17 +19,16 @@ from facequant.cache.layout import CacheLayout
 from facequant.config.settings import Settings
 from facequant.job.artifacts import all_artifacts, drift_artifacts, pairs_artifacts
 from facequant.job.exclude import exclude_search
+from facequant.job.held_out import Sensitivity, held_out
 from facequant.job.stages import (
     EvalData,
     Evaluation,
     Paired,
     Quantized,
-    Sensitivity,
     benchmark_model,
     compare_with_fp32,
     evaluate_model,
     export_model,
-    held_out,
     prepare_data,
     quantize_model,
 )

@@ -24,7 +24,7 @@ from facequant.config.sections import QuantConfig, RuntimeConfig
 from facequant.config.settings import Settings
 from facequant.config.target import Arithmetic
 from facequant.data.align import Aligned, ensure_aligned, face_set, load_aligned
-from facequant.data.lfw import Dataset, Pair, held_out_images, identity_index, pairs_digest
+from facequant.data.lfw import Dataset, Pair, identity_index, pairs_digest
 from facequant.data.selection import select
 from facequant.evaluation.paired import embedding_drift, paired_metrics
 from facequant.evaluation.verification import Verification, cosine_scores, verification_metrics
@@ -311,32 +311,3 @@ def benchmark_model(settings: Settings, data: EvalData, model: Path, fp32: Path,
 
     paired = None if settings.is_reference else reference
     return measure(variant, paired, runtime.preprocess(faces, spec), settings.benchmark)
-
-
-@dataclass(frozen=True)
-class Sensitivity:
-    """A variant's sensitivity table and the held-out faces it was measured on (which validation must avoid)."""
-
-    table: pd.DataFrame
-    held_out: list[str]
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """The held-out faces sensitivity is measured on, and their identity for the run's dataset input."""
-
-    names: list[str]
-    faces_id: FaceSetIdentity
-    faces: np.ndarray
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"image": self.names, "sha256": self.faces_id.image_sha256})
-
-
-def held_out(data: EvalData, count: int) -> HeldOut:
-    """count faces drawn with the calibration seed from the calibration pool minus the calibration faces."""
-    assert data.settings.calibration is not None, "only static variants have a calibration set to avoid"
-    images, align = data.lfw.images_dir, data.settings.align
-    names = held_out_images(data.lfw, count, data.settings.calibration.seed, data.calibration_names, data.pool)
-    faces_id = face_set(images, names, align)
-    return HeldOut(names, faces_id, load_aligned(images, names, faces_id, align, data.layout).faces)

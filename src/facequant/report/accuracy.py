@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from facequant.report.rule import DROP_INTERVAL, DROP_INTERVAL_ALL, pt
+from facequant.evaluation.goal import pt
+from facequant.report.rule import DROP_INTERVAL, DROP_INTERVAL_ALL
 from facequant.report.table import SIGNIFICANCE, Drop, Row, Table
 from facequant.schema import FLIPS_AT_FAR, Metric, far_text
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
+from facequant.evaluation.goal import pt
 from facequant.report.accuracy import (
     COLUMNS,
     COLUMNS_ALL,
@@ -15,7 +16,7 @@ from facequant.report.accuracy import (
     interval_text,
     markdown_table,
 )
-from facequant.report.rule import Rule, pt
+from facequant.report.rule import Rule
 from facequant.report.table import Row, Table
 from facequant.schema import ALL_TAR_AT_FAR, Metric, Param, RunRecord, Tag, at_threads, far_text
 
