@@ -91,8 +91,12 @@ def test_failing_job_fails_the_parent(sweep):
 def test_a_signal_ends_the_running_child_and_the_parent_killed(sweep, sig, reason):
     workdir, _ = sweep
     before = len(parents(workdir))
+    # warm caches make the job quick: a long benchmark keeps it RUNNING until the signal arrives
+    slow = [o for o in main_overrides(workdir) if not o.startswith("benchmark.iterations")] + [
+        "benchmark.iterations=100000"
+    ]
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "src" / "main.py"), "-m", "quant=fp32", *main_overrides(workdir)],
+        [sys.executable, str(REPO / "src" / "main.py"), "-m", "quant=fp32", *slow],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

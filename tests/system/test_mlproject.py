@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import yaml
 
 from helpers import LFW_ROOT, QUICK_BENCHMARK, REPO, WEIGHTS_DIR
 
@@ -64,3 +65,22 @@ def test_mlflow_run_nests_jobs_under_its_own_run(sweep, tmp_path):
     children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
     assert children["tags.mlflow.runName"].tolist() == ["fp32", "int8_static_qdq_minmax_100"]
     assert (children.status == "FINISHED").all() and children["metrics.accuracy"].notna().all()
+
+
+def test_conda_pip_part_resolves_to_the_installed_lock():
+    """What conda runs for conda.yaml's pip part (a requirements file written beside conda.yaml), dry: pip takes the
+    hash-checked lock and has nothing to install in the set-up's environment."""
+    conda = yaml.safe_load((REPO / "conda.yaml").read_text())
+    lines = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    requirements = REPO / f"condaenv.{os.getpid()}.requirements.txt"
+    requirements.write_text("\n".join(lines) + "\n")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--dry-run", "-r", str(requirements)],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        requirements.unlink()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Would install" not in proc.stdout, proc.stdout[-2000:]

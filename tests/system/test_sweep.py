@@ -22,13 +22,16 @@ def test_failing_job_leaves_a_failed_run_with_the_reason(tmp_path):
 
 
 def test_a_lone_exclude_auto_variant_searches_on_validation_pairs(sweep, tmp_path):
-    """quant.exclude=auto with a 0-pt gate and one step, alone in a fresh store: the search logs each step on
-    validation pairs, renames the run after its result, and the logged model is the variant it chose. A 0-pt gate
-    holds only when no resample shows a loss; here (AVX2) the plain variant fails it on TAR, so one node is kept in
-    float, re-quantized from the cached ranges."""
+    """quant.exclude=auto with a 0-pt goal and one step, alone in a fresh store: the search logs each step on
+    validation pairs, renames the run after its result, and the logged model is the variant it chose. A 0-pt goal
+    holds only when no resample shows a loss; when the plain variant fails it, one node is kept in float,
+    re-quantized from the cached ranges, and that step holds or the budget is spent (which depends on the CPU's
+    integer kernels)."""
     share_aligned(sweep[0], tmp_path, "onnx", "scores")  # models, ranges and the FP32 baseline: the search is new
-    gate = ["gate.genuine=100", "gate.impostor=1000", "gate.max_steps=1", "gate.max_drop=0", "gate.max_tar_drop=0"]
-    proc = main(tmp_path, "quant=static", "quant.exclude=auto", *gate, "benchmark.threads=[1]")
+    goal = ["genuine=100", "impostor=1000", "max_steps=1", "max_drop=0", "max_tar_drop=0"]
+    proc = main(
+        tmp_path, "quant=static", "quant.exclude=auto", *(f"exclusion.{g}" for g in goal), "benchmark.threads=[1]"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = job_runs(tmp_path).iloc[-1]
     assert job_runs(tmp_path).status.tolist() == ["FINISHED"]  # a single run has no sweep parent
@@ -44,10 +47,12 @@ def test_a_lone_exclude_auto_variant_searches_on_validation_pairs(sweep, tmp_pat
         assert steps.excluded.tolist() == [0] and chosen == [] and run["metrics.exclusion_gate_met"] == 1
         assert run["tags.mlflow.runName"] == "int8_static_qdq_minmax_100"
         return
-    assert "the gate does not hold on the validation pairs with 1 node(s) in float" in proc.stdout + proc.stderr
-    assert steps.excluded.tolist() == [0, 1] and not steps.gate_holds.any()
+    assert steps.excluded.tolist() == [0, 1] and not steps.gate_holds.iloc[0]
+    held = bool(steps.gate_holds.iloc[1])
+    unmet = "the goal does not hold on the validation pairs with 1 node(s) in float"
+    assert (unmet in proc.stdout + proc.stderr) != held
     assert run["tags.mlflow.runName"] == run["tags.variant"] == "int8_static_qdq_minmax_100_excl1"
-    assert run["metrics.n_excluded"] == 1 and run["metrics.exclusion_gate_met"] == 0
+    assert run["metrics.n_excluded"] == 1 and run["metrics.exclusion_gate_met"] == float(held)
     table = pd.read_csv(client.download_artifacts(run.run_id, "sensitivity.csv", str(tmp_path)), keep_default_na=False)
     (pre,) = (tmp_path / "cache" / "onnx").glob("*/fp32.pre-*.onnx")  # the graph the variant was quantized from
     assert chosen == node_ranking(onnx.load(str(pre), load_external_data=False).graph, table)[:1]
