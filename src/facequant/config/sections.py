@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 from facequant.evaluation.goal import Goal, GoalError
 from facequant.evaluation.stats import min_rounds
-from facequant.machine import BF16_FLAGS, cpu, has_bf16
 from facequant.onnxmodel import FIXED_MEAN, FIXED_STD, INPUT, ChannelOrder, InputSpec, Layout, resolve
 
 
@@ -283,11 +282,6 @@ class RuntimeConfig:
         if self.name == "ort" and self.precision != "f32":
             raise ConfigError(
                 f"runtime=ort runs f32 only, not runtime.precision={self.precision}; use runtime=openvino for bf16"
-            )
-        if self.precision == "bf16" and not has_bf16():
-            raise ConfigError(
-                f"runtime.precision=bf16 needs a CPU with {' or '.join(BF16_FLAGS)}; this one ({cpu()[0]}) has "
-                "neither, so OpenVINO would silently run f32. Use runtime.precision=f32 here."
             )
 
     @property

@@ -30,7 +30,7 @@ from facequant.config.sections import (
     RuntimeConfig,
 )
 from facequant.config.target import Arithmetic, TargetConfig, TargetError
-from facequant.machine import host_isa, job_cpus
+from facequant.machine import BF16_FLAGS, cpu, host_isa, job_cpus
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,16 @@ def _target_preset(quant: QuantConfig, target: TargetConfig) -> tuple[QuantConfi
     return replace(quant, half_range=half), (f"quant.half_range={half}",)
 
 
+def _check_bf16(runtime: RuntimeConfig) -> None:
+    """bf16 needs the CPU's bf16 flags, else OpenVINO silently runs f32: probed here, once per job."""
+    model, flags = cpu()
+    if runtime.precision == "bf16" and not set(BF16_FLAGS) & flags:
+        raise ConfigError(
+            f"runtime.precision=bf16 needs a CPU with {' or '.join(BF16_FLAGS)}; this one ({model}) has "
+            "neither, so OpenVINO would silently run f32. Use runtime.precision=f32 here."
+        )
+
+
 def load_settings(cfg: DictConfig) -> Settings:
     """Resolve and validate the Hydra config; raises ConfigError naming the bad key and the valid choices."""
     data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
@@ -253,6 +263,7 @@ def load_settings(cfg: DictConfig) -> Settings:
         sections = {n: model if n == "model" else _build(n, cls, values[n]) for n, cls in _SECTIONS.items()}
     except TargetError as exc:
         raise ConfigError(str(exc)) from exc
+    _check_bf16(sections["runtime"])
     quant = sections["quant"]
     quant, preset = _target_preset(quant, sections["target"])
     sections["quant"] = quant

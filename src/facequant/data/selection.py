@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from facequant.config.settings import Settings
+from facequant.config.sections import CalibrationConfig, DatasetConfig
 from facequant.data.folder import load_folder
 from facequant.data.images import unreadable_images
 from facequant.data.lfw import (
@@ -34,10 +34,9 @@ class Selection:
     calibration: list[str]
 
 
-def _select(dataset: Dataset, settings: Settings) -> Selection:
+def _select(dataset: Dataset, cfg: DatasetConfig, calib: CalibrationConfig | None) -> Selection:
     """Calibration never shares an identity with evaluation, except under LFW's pairs, whose pool is the images no
     pair uses."""
-    cfg, calib = settings.dataset, settings.calibration
     if cfg.protocol == "all":
         split = split_identities(dataset.images, cfg.calibration_pool, cfg.seed, cfg.identities)
         pairs, names, pool = (), split.evaluation, split.calibration
@@ -51,14 +50,13 @@ def _select(dataset: Dataset, settings: Settings) -> Selection:
     return Selection(dataset, pairs, names, pool, drawn)
 
 
-def select(settings: Settings, is_aligned: Callable[[str], bool]) -> Selection:
+def select(cfg: DatasetConfig, calib: CalibrationConfig | None, is_aligned: Callable[[str], bool]) -> Selection:
     """Load LFW or the folder and select this job's images. Images Pillow cannot decode are named in an error, or
     under dataset.skip_unreadable left out (and the selection drawn again without them); an image whose content
     hash is_aligned accepts has its face cached and is not decoded again."""
-    cfg = settings.dataset
     dataset = load_folder(cfg) if cfg.name == "folder" else load_lfw(cfg)
     while True:
-        selection = _select(dataset, settings)
+        selection = _select(dataset, cfg, calib)
         used = list(dict.fromkeys([*selection.names, *selection.calibration]))
         bad = unreadable_images(dataset.images_dir, used, is_aligned)
         if not bad:

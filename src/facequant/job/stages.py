@@ -126,7 +126,7 @@ class EvalData:
 def prepare_data(settings: Settings, layout: CacheLayout) -> EvalData:
     """Load the dataset, select the evaluated and calibration images, and align every evaluated image."""
     crop = settings.align.crop_settings()
-    chosen = select(settings, lambda sha: layout.aligned(crop, sha).is_file())
+    chosen = select(settings.dataset, settings.calibration, lambda sha: layout.aligned(crop, sha).is_file())
     dataset, names = chosen.dataset, chosen.names
     faces_id = face_set(dataset.images_dir, names, settings.align)
     calib_id = face_set(dataset.images_dir, chosen.calibration, settings.align) if settings.calibration else None

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
 from facequant import machine
-from facequant.config import sections
+from facequant.config import settings as loading
 from facequant.config.sections import QUANT_DEFAULTS, CalibrationConfig, ConfigError
 from facequant.config.settings import load_settings
 from facequant.machine import BF16_FLAGS, host_isa
@@ -155,7 +155,7 @@ def fake_cpu(monkeypatch, bf16_flag: str | None) -> None:
     _, flags = machine.cpu()
     fake = ("Test CPU", frozenset(flags - set(BF16_FLAGS) | ({bf16_flag} if bf16_flag else set())))
     monkeypatch.setattr(machine, "cpu", lambda: fake)
-    monkeypatch.setattr(sections, "cpu", lambda: fake)
+    monkeypatch.setattr(loading, "cpu", lambda: fake)  # load_settings probes the CPU once, through its own import
 
 
 def test_bf16_without_cpu_support_fails_at_once(monkeypatch):

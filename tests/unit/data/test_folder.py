@@ -13,6 +13,12 @@ from facequant.data.selection import select
 from helpers import people_tree, photo
 from helpers import settings as compose_settings
 
+
+def select_for(settings, is_aligned):
+    """select() with the sections a job hands it."""
+    return select(settings.dataset, settings.calibration, is_aligned)
+
+
 # Calibration draws from the identities no pair uses: here the two singletons.
 STATIC = ["quant=static", "calibration.num_samples=2", "sensitivity=false"]
 
@@ -62,8 +68,8 @@ def test_folder_lists_identity_images_and_ignores_strays(tree):
 
 def test_unreadable_files_are_named_or_skipped_and_counted(tree):
     with pytest.raises(DatasetError, match=r"1 image\(s\) .* Dave/broken.jpg .*dataset.skip_unreadable=true"):
-        select(settings(f"dataset.root={tree}", "dataset.calibration_pool=1"), lambda sha: False)
-    chosen = select(
+        select_for(settings(f"dataset.root={tree}", "dataset.calibration_pool=1"), lambda sha: False)
+    chosen = select_for(
         settings(f"dataset.root={tree}", "dataset.calibration_pool=1", "dataset.skip_unreadable=true"),
         lambda sha: False,
     )
@@ -112,13 +118,15 @@ def test_a_pairs_csv_calibrates_on_the_identities_no_pair_uses(tree):
     rows = [r for r in rows if r[2]] + [r for r in rows if not r[2]][:13]
     (tree / "pairs.csv").write_text("left,right,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows))
     csv = ["dataset.protocol=pairs", "dataset.pairs=pairs.csv"]
-    chosen = select(settings(f"dataset.root={tree}", *csv, *STATIC), lambda sha: False)  # decode all it uses
+    chosen = select_for(settings(f"dataset.root={tree}", *csv, *STATIC), lambda sha: False)  # decode all it uses
     assert len(chosen.pairs) == 26 and {p.fold for p in chosen.pairs} == {0}  # one fold, split 10 ways
     assert chosen.pool == ["Carol/only.jpg", "Erin/only.jpg"] and sorted(chosen.calibration) == chosen.pool
     assert "Dave/broken.jpg" not in chosen.names  # no pair uses it, so it is never decoded and never fails
     (tree / "few.csv").write_text("left,right,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows[10:]))
     with pytest.raises(DatasetError, match="3 genuine and 13 impostor pairs in one fold; .* at least 10 of each"):
-        select(settings(f"dataset.root={tree}", "dataset.protocol=pairs", "dataset.pairs=few.csv"), lambda sha: False)
+        select_for(
+            settings(f"dataset.root={tree}", "dataset.protocol=pairs", "dataset.pairs=few.csv"), lambda sha: False
+        )
 
 
 def test_folder_config_refuses_contradictions():

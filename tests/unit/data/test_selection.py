@@ -12,6 +12,12 @@ from facequant.data.lfw import DatasetError, identity_of
 from facequant.data.selection import select
 from helpers import make_lfw, photo, settings, truncated_jpeg
 
+
+def select_for(settings, is_aligned):
+    """select() with the sections a job hands it."""
+    return select(settings.dataset, settings.calibration, is_aligned)
+
+
 NAMES = ("A", "B", "C", "D", "E", "F")  # three images each
 # Two folds, one genuine and one impostor pair each.
 PAIRS = "2\t1\nA\t1\t2\nB\t1\tC\t1\nD\t1\t2\nE\t1\tF\t1\n"
@@ -23,7 +29,7 @@ def tiny_lfw(tmp_path) -> Path:
 
 
 def chosen(root: Path, *overrides: str, is_aligned=lambda sha: False):
-    return select(settings(f"dataset.root={root}", "dataset.folds=1", *overrides), is_aligned)
+    return select_for(settings(f"dataset.root={root}", "dataset.folds=1", *overrides), is_aligned)
 
 
 def pair_names(pairs) -> set[str]:
