@@ -24,7 +24,7 @@ import onnxruntime as ort
 from hydra import compose, initialize_config_dir
 
 from facequant.cache.layout import CacheLayout
-from facequant.config.sections import RuntimeConfig
+from facequant.config.running import RuntimeConfig
 from facequant.config.settings import Settings, load_settings
 from facequant.job.stages import export_model, prepare_data, quantize_model
 from facequant.machine import has_bf16, machine_info

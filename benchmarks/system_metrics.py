@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from facequant import tracking
-from facequant.config.sections import MlflowConfig
+from facequant.config.running import MlflowConfig
 from facequant.evaluation.stats import Interval, median_interval, min_rounds
 from facequant.machine import machine_info
 from facequant.schema import Param

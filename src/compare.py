@@ -9,7 +9,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from facequant import tracking
-from facequant.config.sections import ConfigError, MlflowConfig
+from facequant.config.running import MlflowConfig
+from facequant.config.sections import ConfigError
 from facequant.evaluation.goal import GoalError
 from facequant.machine import host_isa
 from facequant.report import Rule, compare, register_recommended

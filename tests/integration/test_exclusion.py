@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from facequant.config.sections import ExclusionConfig
+from facequant.config.running import ExclusionConfig
 from facequant.data.lfw import DatasetError, calibration_images, held_out_images, identity_of, pair_images
 from facequant.data.validation_pairs import FOLDS, validation_images, validation_pairs
 

@@ -10,7 +10,8 @@ import pytest
 
 from facequant.cache.files import sha256_file
 from facequant.cache.layout import CacheLayout
-from facequant.config.sections import CalibrationConfig, RuntimeConfig
+from facequant.config.running import RuntimeConfig
+from facequant.config.sections import CalibrationConfig
 from facequant.job.stages import evaluate_model, export_model, prepare_data
 from facequant.onnxmodel import InputSpec, OnnxModelError
 from facequant.quant.quantize import calibration_ranges

@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 
 from facequant.cache.layout import CacheLayout
-from facequant.config.sections import (
-    QUANT_DEFAULTS,
-    AlignConfig,
-    BenchmarkConfig,
-    DatasetConfig,
-    MlflowConfig,
-    ModelConfig,
-    RuntimeConfig,
-)
+from facequant.config.running import BenchmarkConfig, MlflowConfig, RuntimeConfig
+from facequant.config.sections import QUANT_DEFAULTS, AlignConfig, DatasetConfig, ModelConfig
 from facequant.config.settings import Settings
 from facequant.data.lfw import pair_images
 from facequant.job.stages import EvalData, evaluate_model, export_model, prepare_data, quantize_model

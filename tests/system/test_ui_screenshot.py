@@ -12,7 +12,7 @@ import sys
 import pytest
 from PIL import Image
 
-from facequant.config.sections import MlflowConfig
+from facequant.config.running import MlflowConfig
 from facequant.schema import Metric
 from facequant.tracking import job_run, log_metrics, sweep_run
 from helpers import REPO, log_data_sets

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from facequant.evaluation.goal import Goal, GoalError
-from facequant.evaluation.stats import min_rounds
 from facequant.onnxmodel import FIXED_MEAN, FIXED_STD, INPUT, ChannelOrder, InputSpec, Layout, resolve
 
 
@@ -15,7 +13,7 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range."""
 
 
-def _at_least(section: str, key: str, value: float, low: float) -> None:
+def at_least(section: str, key: str, value: float, low: float) -> None:
     if value is None or value < low:
         raise ConfigError(f"{section}.{key}={value!r} is out of range; it must be >= {low}")
 
@@ -120,11 +118,11 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.folds <= 10:
             raise ConfigError(f"dataset.folds={self.folds} is out of range; choose 1..10")
-        _at_least("dataset", "calibration_pool", self.calibration_pool, 1)
+        at_least("dataset", "calibration_pool", self.calibration_pool, 1)
         if self.identities is not None:
             if self.protocol != "all":
                 raise ConfigError("dataset.identities selects identities for dataset.protocol=all only; drop it")
-            _at_least("dataset", "identities", self.identities, 2)
+            at_least("dataset", "identities", self.identities, 2)
         if self.name == "lfw" and not self.pairs:
             raise ConfigError("dataset=lfw needs dataset.pairs, the View 2 pairs file (pairs.txt)")
         if self.name == "folder":
@@ -156,11 +154,11 @@ class AlignConfig:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
-        _at_least("align", "image_size", self.image_size, 32)
-        _at_least("align", "margin", self.margin, 0)
+        at_least("align", "image_size", self.image_size, 32)
+        at_least("align", "margin", self.margin, 0)
         if self.margin >= self.image_size:
             raise ConfigError(f"align.margin={self.margin} must be smaller than align.image_size={self.image_size}")
-        _at_least("align", "batch_size", self.batch_size, 1)
+        at_least("align", "batch_size", self.batch_size, 1)
         if not 0 < self.fallback_box <= 1:
             raise ConfigError(f"align.fallback_box={self.fallback_box} must be in (0, 1]")
 
@@ -255,9 +253,9 @@ class CalibrationConfig:
     symmetric: bool | None = None
 
     def __post_init__(self) -> None:
-        _at_least("calibration", "num_samples", self.num_samples, 1)
-        _at_least("calibration", "batch_size", self.batch_size, 1)
-        _at_least("calibration", "num_quantized_bins", self.num_quantized_bins, 2)
+        at_least("calibration", "num_samples", self.num_samples, 1)
+        at_least("calibration", "batch_size", self.batch_size, 1)
+        at_least("calibration", "num_quantized_bins", self.num_quantized_bins, 2)
         if self.num_bins < self.num_quantized_bins:
             raise ConfigError(
                 f"calibration.num_bins={self.num_bins} must be >= calibration.num_quantized_bins="
@@ -265,111 +263,3 @@ class CalibrationConfig:
             )
         if not 0 < self.percentile <= 100:
             raise ConfigError(f"calibration.percentile={self.percentile} must be in (0, 100]")
-
-
-RuntimeName = Literal["ort", "openvino"]
-Precision = Literal["f32", "bf16"]
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """The engine that embeds the faces and is timed: ONNX Runtime's CPU EP or OpenVINO, at an explicit precision."""
-
-    name: RuntimeName = "ort"
-    precision: Precision = "f32"
-
-    def __post_init__(self) -> None:
-        if self.name == "ort" and self.precision != "f32":
-            raise ConfigError(
-                f"runtime=ort runs f32 only, not runtime.precision={self.precision}; use runtime=openvino for bf16"
-            )
-
-    @property
-    def suffix(self) -> str:
-        """'' for ONNX Runtime f32, else '@openvino' or '@openvino-bf16' for names."""
-        if (self.name, self.precision) == ("ort", "f32"):
-            return ""
-        return f"@{self.name}" + ("" if self.precision == "f32" else f"-{self.precision}")
-
-
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """Paired timing protocol: per thread count, rounds of warm-up + timed batch-1 calls, variant and FP32 in turn."""
-
-    threads: tuple[int, ...] = (1, 2)
-    rounds: int = 9
-    warmup: int = 3
-    iterations: int = 10
-    latency_batch: int = 1
-    throughput_batch: int = 32
-    throughput_iterations: int = 1
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        if isinstance(self.threads, int):
-            object.__setattr__(self, "threads", (self.threads,))
-        if not self.threads or any(not isinstance(t, int) or t < 1 for t in self.threads):
-            raise ConfigError(
-                f"benchmark.threads={list(self.threads)} must be a list of thread counts >= 1, e.g. [1,2]"
-            )
-        object.__setattr__(self, "threads", tuple(dict.fromkeys(self.threads)))
-        for f in fields(self):
-            if f.name not in ("threads", "confidence"):
-                _at_least("benchmark", f.name, getattr(self, f.name), 0 if f.name == "warmup" else 1)
-        if not 0.5 <= self.confidence < 1:
-            raise ConfigError(f"benchmark.confidence={self.confidence} must be in [0.5, 1), e.g. 0.95")
-        need = min_rounds(self.confidence)
-        if self.rounds < need:
-            raise ConfigError(
-                f"benchmark.rounds={self.rounds} cannot give a {self.confidence:.0%} interval for the median speed-up; "
-                f"use benchmark.rounds>={need}"
-            )
-
-
-@dataclass(frozen=True)
-class ExclusionConfig:
-    """quant.exclude=auto's goal and budget: the drops allowed on the validation pairs (a Goal, read at the upper
-    end of each 95% paired-bootstrap interval as the report's rule reads the test drops), and how many pairs."""
-
-    max_drop: float = 0.005  # accuracy drop against FP32 on the validation pairs
-    max_tar_drop: float = 0.01  # TAR@FAR=1e-3 drop
-    max_excluded: int = 64  # nodes kept in float at most
-    max_steps: int = 7  # re-quantizations at most: 1, 2, 4, ... nodes
-    genuine: int = 1000  # validation pairs of one identity
-    impostor: int = 10000  # validation pairs of two identities (FAR=1e-3 allows 10 false accepts)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        try:
-            self.goal  # noqa: B018 - the goal checks its own bounds
-        except GoalError as exc:
-            raise ConfigError(f"exclusion.{exc}") from exc
-        for name in ("max_excluded", "max_steps", "genuine"):
-            _at_least("exclusion", name, getattr(self, name), 1)
-        _at_least("exclusion", "impostor", self.impostor, 1000)  # else FAR=1e-3 is not resolved
-
-    @property
-    def goal(self) -> Goal:
-        """The validation pairs bound TAR at FAR=1e-3, as the 6000 test pairs do."""
-        return Goal(self.max_drop, self.max_tar_drop, far=1e-3)
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """How evaluated faces are embedded; flip fuses each face's embedding with its mirror image's (sum, then L2
-    normalisation), as published LFW figures often do."""
-
-    batch_size: int = 64
-    flip: bool = False
-
-    def __post_init__(self) -> None:
-        _at_least("eval", "batch_size", self.batch_size, 1)
-
-
-@dataclass(frozen=True)
-class MlflowConfig:
-    """Where runs go."""
-
-    tracking_uri: str = "sqlite:///mlflow.db"
-    experiment: str = "facequant"
-    system_metrics: bool = False  # MLflow's CPU/memory sampling on each job run

@@ -15,19 +15,15 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from facequant.cache.files import key_of
+from facequant.config.running import BenchmarkConfig, EvalConfig, ExclusionConfig, MlflowConfig, RuntimeConfig
 from facequant.config.sections import (
     QUANT_DEFAULTS,
     AlignConfig,
-    BenchmarkConfig,
     CalibrationConfig,
     ConfigError,
     DatasetConfig,
-    EvalConfig,
-    ExclusionConfig,
-    MlflowConfig,
     ModelConfig,
     QuantConfig,
-    RuntimeConfig,
 )
 from facequant.config.target import Arithmetic, TargetConfig, TargetError
 from facequant.machine import BF16_FLAGS, cpu, host_isa, job_cpus

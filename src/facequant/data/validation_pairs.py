@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from facequant.config.sections import ExclusionConfig
+from facequant.config.running import ExclusionConfig
 from facequant.data.lfw import Dataset, DatasetError, Pair, identity_of, unpaired_images
 
 FOLDS = 10  # the 10-fold accuracy of the test protocol, on the validation pairs too

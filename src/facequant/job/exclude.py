@@ -15,7 +15,7 @@ import onnx
 
 from facequant import tracking
 from facequant.cache.layout import CacheLayout
-from facequant.config.sections import ExclusionConfig
+from facequant.config.running import ExclusionConfig
 from facequant.config.settings import Settings
 from facequant.data.align import ensure_aligned, face_set
 from facequant.data.lfw import pairs_digest

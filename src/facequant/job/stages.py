@@ -20,7 +20,8 @@ from facequant.cache.layout import (
     ScoresIdentity,
     VariantIdentity,
 )
-from facequant.config.sections import QuantConfig, RuntimeConfig
+from facequant.config.running import RuntimeConfig
+from facequant.config.sections import QuantConfig
 from facequant.config.settings import Settings
 from facequant.config.target import Arithmetic
 from facequant.data.align import Aligned, ensure_aligned, face_set, load_aligned

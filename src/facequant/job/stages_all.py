@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facequant.config.sections import RuntimeConfig
+from facequant.config.running import RuntimeConfig
 from facequant.config.target import Arithmetic
 from facequant.evaluation.allpairs import Scan, bootstrap_tar_drops, scan
 from facequant.evaluation.paired import embedding_drift, flip_metrics

@@ -12,7 +12,7 @@ from pathlib import Path
 import onnx
 import pandas as pd
 
-from facequant.config.sections import ExclusionConfig
+from facequant.config.running import ExclusionConfig
 from facequant.evaluation.goal import Goal
 from facequant.evaluation.stats import Interval
 from facequant.schema import EXCLUDED_TXT, EXCLUSION_CSV, Metric

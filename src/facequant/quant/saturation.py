@@ -12,7 +12,8 @@ from facequant.machine import job_cpus
 from facequant.onnxmodel import InputSpec
 from facequant.runtime.sessions import preprocess
 from facequant.schema import SATURATION_COLUMNS
-from facequant.target.emulate import SaturationStats, TargetEmulator
+from facequant.target.emulate import TargetEmulator
+from facequant.target.pairs import SaturationStats
 
 BATCH = 16
 

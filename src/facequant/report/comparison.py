@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from facequant import tracking
-from facequant.config.sections import ConfigError, MlflowConfig
+from facequant.config.running import MlflowConfig
+from facequant.config.sections import ConfigError
 from facequant.machine import host_isa
 from facequant.report.accuracy import p_text
 from facequant.report.deployment import deployment_tags, run_thresholds

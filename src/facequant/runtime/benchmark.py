@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facequant.config.sections import BenchmarkConfig
+from facequant.config.running import BenchmarkConfig
 from facequant.evaluation.stats import Interval, median_interval
 from facequant.schema import Metric, at_threads
 

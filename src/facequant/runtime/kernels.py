@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facequant.config.sections import RuntimeConfig
+from facequant.config.running import RuntimeConfig
 from facequant.config.target import Arithmetic
 from facequant.machine import host_isa
 from facequant.onnxmodel import InputSpec

@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
-from facequant.config.sections import RuntimeConfig
+from facequant.config.running import RuntimeConfig
 from facequant.config.target import Arithmetic
 from facequant.machine import job_cpus
 from facequant.onnxmodel import InputSpec

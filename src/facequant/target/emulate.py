@@ -38,71 +38,11 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from facequant.target.pairs import I16_MAX, I16_MIN, SaturationStats, mlas_k_order, pairs_of, saturating_pairs_possible
+
 Target = Literal["exact", "avx2"]
-I16_MIN, I16_MAX = -32768, 32767
 _BIG = np.iinfo(np.int64).max
 _DENSE_MACS = 16384  # per output pixel: below it a Conv branch is dense (no index lists), see _dense
-
-
-def mlas_k_order(w: np.ndarray) -> np.ndarray:
-    """[O, C, kh, kw] conv weights of one group -> [O, K], K ordered (kh, kw, C) with C fastest, as MLAS reads them."""
-    return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
-
-
-def _pairs(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The vpmaddubsw operands (k = 2j, k = 2j + 1) along the last axis; an odd K gets MLAS's zero padding."""
-    m = m.astype(np.int64)
-    if m.shape[-1] % 2:
-        m = np.concatenate([m, np.zeros((*m.shape[:-1], 1), np.int64)], axis=-1)
-    return m[..., 0::2], m[..., 1::2]
-
-
-def saturating_pairs_possible(w_ok: np.ndarray) -> np.ndarray:
-    """[O, ceil(K/2)] mask of s8 weight pairs whose int16 sum can saturate for some u8 activations ("hot" pairs).
-
-    |a1*w1 + a2*w2| <= 255*(|w1| + |w2|), so |w1| + |w2| <= 128 is safe (255*128 = 32640 < 32767); with opposite signs
-    |p| <= max(a1*|w1|, a2*|w2|) <= 32640 too. Only same-sign pairs with |w1| + |w2| > 128 remain.
-    """
-    w1, w2 = _pairs(w_ok)
-    return (np.abs(w1) + np.abs(w2) > 128) & (w1 * w2 > 0)
-
-
-def saturating_matmul(a_mk: np.ndarray, w_ok: np.ndarray) -> np.ndarray:
-    """[M, O] int64 sum over j of clip16(a[2j]*w[2j] + a[2j+1]*w[2j+1]), raw u8 rows a and raw s8 rows w.
-
-    Computed as the exact product plus a sparse correction over the hot pairs. Zero points do not belong here: MLAS
-    subtracts them afterwards in int32, so the int16 pair sums are of the raw values.
-    """
-    exact = a_mk.astype(np.int64) @ w_ok.astype(np.int64).T
-    o, j = np.nonzero(saturating_pairs_possible(w_ok))
-    (a1, a2), (w1, w2) = _pairs(a_mk), _pairs(w_ok)
-    p = a1[:, j] * w1[o, j] + a2[:, j] * w2[o, j]
-    corr = np.zeros_like(exact)
-    np.add.at(corr.T, o, (np.clip(p, I16_MIN, I16_MAX) - p).T)
-    return exact + corr
-
-
-@dataclass
-class SaturationStats:
-    """Counts for one emulated node: output values (int32 accumulators) and the int16 pair sums behind them."""
-
-    op_type: str
-    outputs: int = 0
-    outputs_saturated: int = 0  # output values with at least one saturated pair sum
-    pair_sums: int = 0  # outputs x ceil(K/2)
-    pair_sums_saturated: int = 0
-
-    @property
-    def outputs_fraction(self) -> float:
-        return self.outputs_saturated / max(self.outputs, 1)
-
-    @property
-    def pair_sums_fraction(self) -> float:
-        return self.pair_sums_saturated / max(self.pair_sums, 1)
-
-    def __add__(self, other: SaturationStats) -> SaturationStats:  # accumulate batches
-        counts = ("outputs", "outputs_saturated", "pair_sums", "pair_sums_saturated")
-        return SaturationStats(self.op_type, *(getattr(self, c) + getattr(other, c) for c in counts))
 
 
 @dataclass
@@ -272,7 +212,7 @@ class TargetEmulator:
         hot = []  # (slot1, slot2, o, w1, w2)
         o0 = 0
         for g, wg in enumerate(w_groups):
-            w1, w2 = _pairs(wg)
+            w1, w2 = pairs_of(wg)
             for o, j in zip(*np.nonzero(saturating_pairs_possible(wg)), strict=True):
                 hot.append((slot(g, 2 * j), slot(g, 2 * j + 1), o0 + o, w1[o, j], w2[o, j]))
             o0 += wg.shape[0]

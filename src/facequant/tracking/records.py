@@ -11,7 +11,7 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from facequant.config.sections import MlflowConfig
+from facequant.config.running import MlflowConfig
 from facequant.schema import REPORT_DIR, RunRecord, Tag
 from facequant.tracking.store import use_store
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import mlflow
 
-from facequant.config.sections import MlflowConfig
+from facequant.config.running import MlflowConfig
 from facequant.machine import git_commit
 from facequant.schema import Param, RunRecord, Tag
 from facequant.tracking.inputs import log_sweep_inputs

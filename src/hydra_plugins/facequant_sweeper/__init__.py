@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facequant import tracking
-from facequant.config.sections import MlflowConfig
+from facequant.config.running import MlflowConfig
 from facequant.job.sweep import absolute_sweep_dir, check_launcher, distinct_jobs, hand_off
 
 log = logging.getLogger(__name__)

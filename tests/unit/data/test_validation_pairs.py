@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from facequant.config.sections import ExclusionConfig
+from facequant.config.running import ExclusionConfig
 from facequant.data.lfw import Dataset, DatasetError, Pair, identity_of
 from facequant.data.validation_pairs import FOLDS, genuine_pairs, impostor_pairs, validation_images, validation_pairs
 

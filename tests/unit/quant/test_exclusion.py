@@ -10,7 +10,8 @@ import onnx
 import pytest
 from onnxruntime.quantization import TensorData, save_tensors_data
 
-from facequant.config.sections import CalibrationConfig, ConfigError, ExclusionConfig, QuantConfig
+from facequant.config.running import ExclusionConfig
+from facequant.config.sections import CalibrationConfig, ConfigError, QuantConfig
 from facequant.evaluation.stats import Interval
 from facequant.quant.exclusion import Step, exclusion_artifacts, node_ranking, schedule, search, steps_frame, unmet
 from facequant.quant.quantize import build_variant, calibration_ranges

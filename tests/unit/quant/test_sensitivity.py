@@ -20,7 +20,8 @@ from onnxruntime.quantization.qdq_loss_debug import (
     modify_model_output_intermediate_tensors,
 )
 
-from facequant.config.sections import CalibrationConfig, QuantConfig, RuntimeConfig
+from facequant.config.running import RuntimeConfig
+from facequant.config.sections import CalibrationConfig, QuantConfig
 from facequant.quant.quantize import FaceReader, QuantizationError, build_variant, fit_ranges
 from facequant.quant.sensitivity import activation_errors, fused_relus, measure, sensitivity_metrics, weight_sqnr, worst
 from facequant.report import Rule

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from facequant import report, tracking
-from facequant.config.sections import MlflowConfig
+from facequant.config.running import MlflowConfig
 from facequant.report import Rule
 from facequant.report.accuracy import DROP_NOTE, drift_lines, flips_lines
 from facequant.report.document import build_report, calibration_grid

@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from facequant.config.sections import BenchmarkConfig, ConfigError
+from facequant.config.running import BenchmarkConfig
+from facequant.config.sections import ConfigError
 from facequant.evaluation.stats import median_interval, min_rounds
 from facequant.runtime.benchmark import interleaved, measure, speedup
 from facequant.schema import Metric, at_threads

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facequant.config.sections import RuntimeConfig
+from facequant.config.running import RuntimeConfig
 from facequant.onnxmodel import InputSpec
 from facequant.runtime.sessions import ORT, name, preprocess
 

@@ -13,12 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from facequant.machine import host_isa
-from facequant.target.emulate import (
-    TargetEmulator,
-    mlas_k_order,
-    saturating_matmul,
-    saturating_pairs_possible,
-)
+from facequant.target.emulate import TargetEmulator
+from facequant.target.pairs import mlas_k_order, saturating_matmul, saturating_pairs_possible
 
 ZX, SX = 200, 0.02  # activation zero point and scale of the hand-built models
 

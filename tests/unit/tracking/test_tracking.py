@@ -9,7 +9,7 @@ import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 
-from facequant.config.sections import MlflowConfig
+from facequant.config.running import MlflowConfig
 from facequant.config.settings import load_settings
 from facequant.job.sweep import parent_override
 from facequant.schema import Param, Tag
