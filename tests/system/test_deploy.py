@@ -25,9 +25,10 @@ def _first_pairs() -> tuple[tuple[str, str], tuple[str, str]]:
 
 
 def test_a_registered_version_verifies_faces_at_its_own_threshold(sweep, tmp_path, monkeypatch):
-    workdir, _ = sweep
+    workdir, runs = sweep
     shutil.copy(workdir / "mlflow.db", tmp_path / "mlflow.db")  # the sweep's store stays as other tests read it
-    proc = run_compare(tmp_path, f"out={tmp_path / 'r'}", "register=facenet", "target=auto")
+    parent = runs["tags.mlflow.parentRunId"].iloc[0]  # other tests add later (failed, killed) sweeps to the store
+    proc = run_compare(tmp_path, f"sweep={parent}", f"out={tmp_path / 'r'}", "register=facenet", "target=auto")
     alias = f"int8-recommended-{host_isa()}"
     assert proc.returncode == 0 and f"alias {alias}" in proc.stdout, proc.stdout + proc.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
