@@ -160,7 +160,7 @@ def test_the_report_shows_each_search_step_and_the_nodes_kept_in_float(tmp_path)
         Metric.N_VALIDATION_PAIRS: 11000.0,
         Metric.TIME_EXCLUDE: 95.0,
     }
-    params = {Param.GATE_MAX_DROP: "0.005", Param.GATE_MAX_TAR_DROP: "0.01"}
+    params = {Param.GATE_MAX_DROP: "0.005", Param.GATE_MAX_TAR_DROP: "0.01"}  # as runs before the rename
     searched = static("percentile", 500, 0.99, 1.8, logged=logged, extra=params, start=1)
     build_report(
         [fp32_run(), searched], {}, Rule(), tmp_path, "title", searches={searched.run_id: read_search(csv, txt)}
@@ -175,6 +175,11 @@ def test_the_report_shows_each_search_step_and_the_nodes_kept_in_float(tmp_path)
         "| 4 | 8 | 0.22 (<= 0.42) |" in text and text.count("| holds |") == 2 and "| 6 | 5 | 0.33 (<= 0.53) |" in text
     )
     assert "Kept in float, worst first: `n0`, `n1`, `n2`, `n3`, `n4`, `n5` (all in" in text
+    # runs since the block's rename log exclusion.*; a stricter goal shows as such (old runs above logged gate.*)
+    renamed = {Param.EXCLUSION_MAX_DROP: "0.003", Param.EXCLUSION_MAX_TAR_DROP: "0.01"}
+    newer = static("percentile", 500, 0.99, 1.8, logged=logged, extra=renamed, start=1)
+    build_report([fp32_run(), newer], {}, Rule(), tmp_path, "title", searches={newer.run_id: read_search(csv, txt)})
+    assert "goal accuracy drop <= 0.30 pt, TAR@FAR=1e-3 drop <= 1.00 pt" in (tmp_path / "report.md").read_text()
     plain = static("minmax", 500, 0.99, 1.8, start=2)
     build_report([fp32_run(), plain], {}, Rule(), tmp_path, "title")
     assert "### Accuracy-aware exclusion" not in (tmp_path / "report.md").read_text()
