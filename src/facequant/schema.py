@@ -107,7 +107,7 @@ class Param(StrEnum):
 
 
 class Metric(StrEnum):
-    """Every metric a job logs; the README's metric table documents each."""
+    """Every metric a job logs; docs/runs-and-metrics.md documents each."""
 
     ACCURACY = "accuracy"
     ACCURACY_STD = "accuracy_std"

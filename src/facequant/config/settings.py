@@ -1,5 +1,5 @@
-"""A job's Settings: every stage's typed section (stage_config), built from the Hydra config and validated before
-any work starts."""
+"""A job's Settings: every stage's typed section (config.sections, config.running, config.target), built from the
+Hydra config and validated before any work starts."""
 
 from __future__ import annotations
 

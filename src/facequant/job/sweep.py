@@ -58,7 +58,7 @@ def absolute_sweep_dir(path: str) -> str:
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 SERVER_HINT = (
     "start an MLflow tracking server on PostgreSQL (mlflow server --backend-store-uri postgresql://USER@HOST/DB "
-    "--artifacts-destination DIR --serve-artifacts --host 0.0.0.0 --port 5000; see the README's 'Sweeps on a Ray "
+    "--artifacts-destination DIR --serve-artifacts --host 0.0.0.0 --port 5000; see docs/cluster.md, 'Sweeps on a Ray "
     "cluster') and pass mlflow.tracking_uri=http://HOST:5000"
 )
 
