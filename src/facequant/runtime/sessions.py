@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
@@ -140,8 +139,8 @@ class EmulatedSession:
 def _emulated(model_path: Path, arithmetic: Arithmetic, threads: int, output: str | None) -> Session:
     if arithmetic == "exact":  # the QDQ graph in float is exact up to rounding: no rewrite needed
         return OrtSession(session(model_path, threads, level="ORT_DISABLE_ALL"), output=output)
-    outputs = [o.name for o in onnx.load(str(model_path), load_external_data=False).graph.output]
-    return EmulatedSession(TargetEmulator(model_path, "avx2", threads or None), outputs.index(output or outputs[0]))
+    emulator = TargetEmulator(model_path, "avx2", threads or None)  # loads the model once
+    return EmulatedSession(emulator, emulator.outputs.index(output or emulator.outputs[0]))
 
 
 def open_session(

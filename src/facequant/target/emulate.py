@@ -111,7 +111,7 @@ class TargetEmulator:
         m = onnx.ModelProto()
         m.CopyFrom(model)
         self._opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
-        self._outputs = [o.name for o in m.graph.output]
+        self.outputs = [o.name for o in m.graph.output]  # the model's own outputs, in the order run() returns them
         inferred = onnx.shape_inference.infer_shapes(m).graph
         self._types = {v.name: v.type.tensor_type for v in [*inferred.value_info, *inferred.input]}
         self._const = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
@@ -178,7 +178,7 @@ class TargetEmulator:
                 use = self._cons.get(use[0].output[0], [])
             q_zp = use[0].input[2] if len(use) == 1 and len(use[0].input) > 2 else ""
             if (
-                node.output[0] in self._outputs
+                node.output[0] in self.outputs
                 or len(use) != 1
                 or use[0].op_type != "QuantizeLinear"
                 or (q_zp and self._const.get(q_zp, np.zeros(0)).dtype != np.uint8)
@@ -340,7 +340,7 @@ class TargetEmulator:
         if isinstance(feeds, np.ndarray):
             feeds = {self.session.get_inputs()[0].name: feeds}
         extra = self._probes + [n for s in self._sites.values() for n in (s.shape, s.idx, *s.counts) if n]
-        got = dict(zip(self._outputs + extra, self.session.run(self._outputs + extra, feeds), strict=True))
+        got = dict(zip(self.outputs + extra, self.session.run(self.outputs + extra, feeds), strict=True))
         stats = {}
         for name, s in self._sites.items():
             dims = tuple(got[s.shape])
@@ -354,7 +354,7 @@ class TargetEmulator:
             else:
                 n_pairs = n_out = 0
             stats[name] = SaturationStats(s.op_type, total, n_out, total * s.pairs, n_pairs)
-        return EmulationResult([got[n] for n in self._outputs], stats, {t: got[t] for t in self._probes})
+        return EmulationResult([got[n] for n in self.outputs], stats, {t: got[t] for t in self._probes})
 
 
 def emulate(
