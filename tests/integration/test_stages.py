@@ -9,9 +9,11 @@ import pytest
 
 from facequant.cache.layout import CacheLayout
 from facequant.config.running import BenchmarkConfig, MlflowConfig, RuntimeConfig
-from facequant.config.sections import QUANT_DEFAULTS, AlignConfig, DatasetConfig, ModelConfig
+from facequant.config.sections import QUANT_DEFAULTS, AlignConfig, CalibrationConfig, DatasetConfig, ModelConfig
 from facequant.config.settings import Settings
+from facequant.config.target import TargetConfig
 from facequant.data.lfw import pair_images
+from facequant.job import stages
 from facequant.job.stages import EvalData, evaluate_model, export_model, prepare_data, quantize_model
 from facequant.models.export import read_metadata
 from helpers import WEIGHTS_DIR, share_aligned
@@ -76,3 +78,27 @@ def test_truncated_variant_is_rebuilt_before_its_cached_scores_are_used(job, cap
     after = evaluate_model(data, again.path, exported.spec)
     assert after.size_mib == pytest.approx(before.size_mib) and after.size_mib > 80
     assert after.verification.accuracy == before.verification.accuracy
+
+
+def test_the_avx2_presets_weights_are_measured_once_per_full_range_file(job, monkeypatch):
+    """The avx2 preset's saturation pass (an emulation) runs once; later jobs and exclusion steps read its list."""
+    settings, layout, _ = job
+    preset = replace(
+        settings,
+        quant=replace(QUANT_DEFAULTS["static"], half_range="saturating"),
+        calibration=CalibrationConfig(num_samples=16, batch_size=16),
+        target=TargetConfig("avx2", saturation_faces=16),
+    )
+    data = prepare_data(preset, layout)
+    exported = export_model(preset, layout, data)
+    first = quantize_model(preset, layout, data, exported)
+
+    def measured(*_):
+        raise AssertionError("saturation measured again")
+
+    monkeypatch.setattr(stages, "saturation", measured)
+    again = quantize_model(preset, layout, data, exported)
+    assert not again.built and again.half_range == first.half_range and again.path == first.path
+    tighter = replace(preset, target=replace(preset.target, max_saturation=0.0))  # another bound: measured anew
+    with pytest.raises(AssertionError, match="measured again"):
+        quantize_model(tighter, layout, data, exported)

@@ -55,6 +55,16 @@ class RangesIdentity(_Identity):
 
 
 @dataclass(frozen=True)
+class SaturationIdentity(_Identity):
+    """What decides the avx2 preset's 7-bit weights: the full-range file, how many calibration faces, the bound."""
+
+    variant: str  # the full-range variant file's sha256
+    calibration_faces: str | None  # FaceSetIdentity.key of the calibration faces it is measured on
+    faces: int  # how many of them
+    bound: float
+
+
+@dataclass(frozen=True)
 class FaceSetIdentity(_Identity):
     """Which aligned faces: the content hash of every image, in order, and the crop settings."""
 
@@ -107,6 +117,10 @@ class CacheLayout:
     def ranges(self, ranges: RangesIdentity) -> Path:
         """ONNX Runtime's JSON calibration cache: every variant of one calibration quantizes with these ranges."""
         return self._inside("onnx", ranges.model, f"ranges-{ranges.key}.json")
+
+    def saturating_weights(self, saturation: SaturationIdentity) -> Path:
+        """The avx2 preset's 7-bit weights, beside the variants of the same FP32 model."""
+        return self._inside("onnx", "saturation", f"half-range-{saturation.key}.json")
 
     def scores(self, scores: ScoresIdentity) -> Path:
         return self._inside("scores", f"{scores.key}.npz")

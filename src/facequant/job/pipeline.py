@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 from facequant import tracking
 from facequant.cache.files import sha256_file
@@ -116,10 +116,9 @@ def run_job(settings: Settings, config_yaml: str) -> dict[str, float]:
         return _run(settings)
 
 
-def _saturation(settings: Settings, quantized: Quantized, faces: np.ndarray, spec: InputSpec, out: Path) -> Path:
-    """Per-node saturation of the variant under the avx2 target's pair sums on the held-out faces, logged with the
+def _saturation(settings: Settings, quantized: Quantized, table: pd.DataFrame, out: Path) -> Path:
+    """Log the variant's per-node saturation under the avx2 target's pair sums on the held-out faces, with the
     weights the preset halved."""
-    table = saturation(quantized.path, faces, spec)
     bound = settings.target.max_saturation
     tracking.log_metrics(
         {
@@ -140,7 +139,10 @@ def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec:
     images = str(data.lfw.images_dir)
     tracking.log_sensitivity_set(faces.frame(), f"{settings.dataset.name}-sensitivity", faces.faces_id.key, images)
     table = measure(quantized.source, quantized.path, faces.faces, spec)
-    agreement = kernel_agreement(quantized.path, faces.faces, spec, settings.runtime, settings.arithmetic)
+    # one AVX2 emulation pass gives saturation.csv and, when the avx2 target is emulated, the kernel check's input
+    pairs = saturation(quantized.path, faces.faces, spec) if settings.target.saturates else None
+    emulated = pairs.embeddings if pairs is not None and settings.arithmetic == "avx2" else None
+    agreement = kernel_agreement(quantized.path, faces.faces, spec, settings.runtime, settings.arithmetic, emulated)
     tracking.log_metrics(sensitivity_metrics(table) | agreement | {Metric.HALF_RANGE_NODES: len(quantized.half_range)})
     warning = kernel_warning(agreement, settings.target.isa)
     if warning:
@@ -149,8 +151,8 @@ def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec:
     with tempfile.TemporaryDirectory(prefix="facequant-sensitivity-") as tmp:
         title = f"Per-tensor SQNR - {settings.variant_name} ({len(faces.names)} held-out faces)"
         files = artifacts(table, title, Path(tmp))
-        if settings.target.saturates:
-            files.append(_saturation(settings, quantized, faces.faces, spec, Path(tmp)))
+        if pairs is not None:
+            files.append(_saturation(settings, quantized, pairs.table, Path(tmp)))
         tracking.log_artifacts(files)
     log.info("sensitivity on %d held-out faces: %s", len(faces.names), summary(table))
     return Sensitivity(table, faces.names)

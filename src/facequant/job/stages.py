@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facequant.cache.files import exclusive, key_of, load_npz, save_npz, sha256_file
+from facequant.cache.files import exclusive, key_of, load_npz, read_json, save_npz, sha256_file, write_json
 from facequant.cache.layout import (
     CacheLayout,
     FaceSetIdentity,
     ModelIdentity,
     RangesIdentity,
+    SaturationIdentity,
     ScoresIdentity,
     VariantIdentity,
 )
@@ -213,12 +214,23 @@ def _saturating_weights(
     """The avx2 preset: the full-range variant's nodes whose int16 pair sums saturate on more than
     target.max_saturation of their outputs, on calibration faces, and so the weights to quantize to 7 bits."""
     full = quantize_model(settings, layout, data, exported, replace(quant, half_range="none"))
-    faces = data.calibration_faces()[: settings.target.saturation_faces]
-    nodes = saturating_nodes(saturation(full.path, faces, exported.spec), settings.target.max_saturation)
-    log.info(
-        "avx2 preset: %d node(s) saturate above %g: 7-bit weights there", len(nodes), settings.target.max_saturation
-    )
-    return tuple(weights_of(full.source, nodes))
+    target = settings.target
+    identity = {
+        "variant": sha256_file(full.path),
+        "calibration_faces": data.calibration_id.key if data.calibration_id else None,
+        "faces": target.saturation_faces,
+        "bound": target.max_saturation,
+    }
+    path = layout.saturating_weights(SaturationIdentity(**identity))
+    with exclusive(path):  # measured once per full-range file and bound, not on every job and exclusion step
+        cached = read_json(path)
+        if cached is None or cached.get("identity") != identity:
+            faces = data.calibration_faces()[: target.saturation_faces]
+            nodes = saturating_nodes(saturation(full.path, faces, exported.spec).table, target.max_saturation)
+            cached = {"identity": identity, "weights": weights_of(full.source, nodes)}
+            write_json(path, cached)
+    log.info("avx2 preset: %d weight(s) saturate above %g: 7 bits there", len(cached["weights"]), target.max_saturation)
+    return tuple(cached["weights"])
 
 
 @dataclass(frozen=True)
