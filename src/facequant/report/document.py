@@ -22,11 +22,11 @@ from facequant.report.sections import (
     recommendation_lines,
     summary_lines,
     tags,
-    technical_lines,
 )
 from facequant.report.sensitivity import sensitivity_lines
 from facequant.report.table import Drop, Row, Table, groups, variant_table
 from facequant.report.targets import target_lines
+from facequant.report.technical import technical_lines
 from facequant.schema import Metric, Param, RunRecord, Tag
 
 REPORT_MD = "report.md"

@@ -22,9 +22,9 @@ from facequant.report.sections import (
     recommendation_lines,
     size_phrase,
     summary_lines,
-    technical_lines,
 )
 from facequant.report.table import variant_table
+from facequant.report.technical import technical_lines
 from facequant.schema import SCORES_CSV, Metric, Param, Tag, at_threads
 from helpers import (
     ARCHITECTURE,
