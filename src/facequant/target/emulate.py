@@ -38,11 +38,11 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from facequant.target.pairs import I16_MAX, I16_MIN, SaturationStats, mlas_k_order, pairs_of, saturating_pairs_possible
+from facequant.target.branches import Builder, Site, dense, pad, sparse
+from facequant.target.pairs import SaturationStats, mlas_k_order, pairs_of, saturating_pairs_possible
 
 Target = Literal["exact", "avx2"]
-_BIG = np.iinfo(np.int64).max
-_DENSE_MACS = 16384  # per output pixel: below it a Conv branch is dense (no index lists), see _dense
+_DENSE_MACS = 16384  # per output pixel: below it a Conv branch is dense (no index lists), see branches.dense
 
 
 @dataclass
@@ -50,40 +50,6 @@ class EmulationResult:
     outputs: list[np.ndarray]  # the model's outputs, in graph order
     stats: dict[str, SaturationStats]  # per emulated node
     probes: dict[str, np.ndarray] = field(default_factory=dict)  # intermediate tensors asked for
-
-
-class _Builder:
-    """Appends nodes/initializers with unique names; every value is exact integers held in float32 (< 2**24)."""
-
-    def __init__(self, prefix: str, graph: onnx.GraphProto) -> None:
-        self.prefix, self.graph, self.nodes, self.i = prefix, graph, [], 0
-
-    def c(self, value: np.ndarray | float | list) -> str:
-        arr = np.asarray(value)
-        arr = arr.astype(np.float32) if arr.dtype.kind == "f" else arr.astype(np.int64)
-        name = self.n("", [])
-        self.graph.initializer.append(numpy_helper.from_array(arr, name))
-        return name
-
-    def n(self, op: str, inputs: list[str], out: str | None = None, **attrs: object) -> str:
-        self.i += 1
-        out = out or f"{self.prefix}/{self.i}"
-        if op:
-            self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
-
-    def output(self, name: str) -> str:
-        self.graph.output.append(helper.make_tensor_value_info(name, TensorProto.INT64, None))
-        return name
-
-
-@dataclass
-class _Site:
-    op_type: str
-    pairs: int  # int16 pair sums per output value: ceil(K/2)
-    shape: str  # graph output: shape of the node's output
-    idx: str = ""  # sparse branch: graph output [saturated pair sums, rank], output index of each
-    counts: tuple[str, str] = ("", "")  # dense branch: graph outputs (pair sums saturated, outputs saturated)
 
 
 class TargetEmulator:
@@ -216,124 +182,21 @@ class TargetEmulator:
             for o, j in zip(*np.nonzero(saturating_pairs_possible(wg)), strict=True):
                 hot.append((slot(g, 2 * j), slot(g, 2 * j + 1), o0 + o, w1[o, j], w2[o, j]))
             o0 += wg.shape[0]
-        b, out = _Builder(f"satemu/{name}", graph), node.output[0]
-        if hot and self.target == "avx2":
+        b, out, correct = Builder(f"satemu/{name}", graph), node.output[0], self.target == "avx2"
+        if hot and correct:
             node.output[0] = f"{b.prefix}/exact"  # the branch writes the corrected tensor under the old name
-        site = _Site(node.op_type, math.ceil(w_groups[0].shape[1] / 2), b.output(b.n("Shape", [node.output[0]])))
+        site = Site(node.op_type, math.ceil(w_groups[0].shape[1] / 2), b.output(b.n("Shape", [node.output[0]])))
         self._sites[name] = site
         if hot:
             x_f = b.n("Cast", [dqx.input[0]], to=TensorProto.FLOAT)
             if node.op_type == "Conv":
-                x_f = self._pad(b, x_f, attrs, int(zx))
+                x_f = pad(b, x_f, attrs, int(zx))
             if node.op_type == "Conv" and len(hot) * (w[0].size * group + 2 * cout) <= _DENSE_MACS:
-                self._dense(b, site, x_f, node.output[0], out, hot, w.shape[1:], attrs, scale)
+                dense(b, site, x_f, node.output[0], out, hot, w.shape[1:], attrs, scale, correct)
             else:
-                self._sparse(b, site, x_f, node.output[0], out, hot, rank or 4, kernel, scale)
+                sparse(b, site, x_f, node.output[0], out, hot, rank or 4, kernel, scale, correct, self._opset)
         nodes.extend(b.nodes)
         return None
-
-    @staticmethod
-    def _pad(b: _Builder, x_f: str, attrs: dict, zx: int) -> str:
-        """MLAS im2col / indirection buffers pad with the activation zero point: pad raw values with zx."""
-        pt, pl, pb, pr = attrs.get("pads", [0, 0, 0, 0])
-        if not (pt or pl or pb or pr):
-            return x_f
-        return b.n("Pad", [x_f, b.c([0, 0, pt, pl, 0, 0, pb, pr]), b.c(np.float32(zx))], mode="constant")
-
-    def _dense(
-        self,
-        b: _Builder,
-        site: _Site,
-        x_f: str,
-        y: str,
-        out: str,
-        hot: list,
-        wshape: tuple,
-        attrs: dict,
-        scale: np.ndarray,
-    ) -> None:
-        """Small convs (e.g. the first one, whose u8 input often nears 255 and saturates a lot): every hot pair sum as
-        a Conv with two non-zero taps, the correction and the counts as 1x1 Convs; no index lists."""
-        cout = len(scale)
-        taps, s01 = np.zeros((len(hot), wshape[0] * attrs.get("group", 1), *wshape[1:])), np.zeros((cout, len(hot)))
-        for h, ((ky1, kx1, c1), (ky2, kx2, c2), o, w1, w2) in enumerate(hot):
-            taps[h, c1, ky1, kx1], taps[h, c2, ky2, kx2], s01[o, h] = w1, w2, 1
-        conv = {k: attrs[k] for k in ("strides", "dilations") if k in attrs}
-        p = b.n("Conv", [x_f, b.c(taps.astype(np.float32))], **conv)
-        d = b.n("Sub", [b.n("Clip", [p, b.c(np.float32(I16_MIN)), b.c(np.float32(I16_MAX))]), p])
-        nz = b.n("Not", [b.n("Equal", [d, b.c(np.float32(0))])])
-        hits = b.n("Conv", [b.n("Cast", [nz], to=TensorProto.FLOAT), b.c(s01[:, :, None, None].astype(np.float32))])
-        site.counts = tuple(
-            b.output(b.n("ReduceSum", [b.n("Cast", [t], to=TensorProto.INT64)], keepdims=0))
-            for t in (nz, b.n("Greater", [hits, b.c(np.float32(0.5))]))
-        )
-        if self.target == "avx2":
-            corr = (s01 * scale[:, None])[:, :, None, None].astype(np.float32)
-            b.n("Add", [y, b.n("Conv", [d, b.c(corr)])], out=out)
-
-    def _sparse(
-        self,
-        b: _Builder,
-        site: _Site,
-        x_f: str,
-        y: str,
-        out: str,
-        hot: list,
-        rank: int,
-        kernel: tuple,
-        scale: np.ndarray,
-    ) -> None:
-        """Gather the raw activations of each hot pair, p = a1*w1 + a2*w2, then index lists of the saturated ones."""
-        conv, axis = len(hot[0][0]) == 3, 1 if len(hot[0][0]) == 3 else rank - 1
-        slots = sorted({s for h in hot for s in h[:2]})
-        if conv:
-            x_sel, bshape = self._taps(b, x_f, slots, *kernel), [1, -1, 1, 1]
-        else:
-            x_sel, bshape = b.n("Gather", [x_f, b.c([s[0] for s in slots])], axis=-1), [-1]
-        pos = {s: i for i, s in enumerate(slots)}
-        o_h, w1_h, w2_h = (np.array([h[i] for h in hot]) for i in (2, 3, 4))
-        a1, a2 = (b.n("Gather", [x_sel, b.c([pos[h[i]] for h in hot])], axis=axis) for i in (0, 1))
-        m1, m2 = (b.n("Mul", [a, b.c(v.reshape(bshape).astype(np.float32))]) for a, v in ((a1, w1_h), (a2, w2_h)))
-        p = b.n("Add", [m1, m2])
-        ap, lim = b.n("Abs", [p]), b.c(np.float32(I16_MAX))
-        if conv:  # NonZero is slow on big inputs: first the (n, hot pair) planes that reach |p| > 32767
-            red = (
-                b.n("ReduceMax", [ap, b.c([2, 3])], keepdims=0)
-                if self._opset >= 18
-                else b.n("ReduceMax", [ap], axes=[2, 3], keepdims=0)
-            )
-            planes = b.n("Transpose", [b.n("NonZero", [b.n("Greater", [red, lim])])])  # [planes, 2]
-            sub = b.n("NonZero", [b.n("Greater", [b.n("GatherND", [ap, planes]), lim])])  # [3, M]: plane, y, x
-            nh = b.n("Transpose", [b.n("Gather", [planes, b.n("Gather", [sub, b.c(np.int64(0))], axis=0)], axis=0)])
-            big = b.n("Concat", [nh, b.n("Slice", [sub, b.c([1]), b.c([3]), b.c([0])])], axis=0)  # [4, M]
-        else:
-            big = b.n("NonZero", [b.n("Greater", [ap, lim])])
-        p_big = b.n("GatherND", [p, b.n("Transpose", [big])])
-        d = b.n("Sub", [b.n("Clip", [p_big, b.c(np.float32(I16_MIN)), b.c(np.float32(I16_MAX))]), p_big])
-        sat = b.n("Not", [b.n("Equal", [d, b.c(np.float32(0))])])  # drops p = -32768, which fits
-        idx = b.n("Transpose", [b.n("Compress", [big, sat], axis=1)])  # [saturated pair sums, rank]
-        hh = b.n("Gather", [idx, b.c(np.int64(axis))], axis=1)
-        keep = np.ones(rank, np.int64)
-        keep[axis] = 0
-        o_idx = b.n("Unsqueeze", [b.n("Gather", [b.c(o_h), hh]), b.c([1])])
-        site.idx = b.output(b.n("Add", [b.n("Mul", [idx, b.c(keep)]), b.n("Mul", [o_idx, b.c(1 - keep)])]))
-        if self.target == "avx2":
-            scale_h = b.n("Gather", [b.c(scale[o_h].astype(np.float32)), hh])
-            upd = b.n("Mul", [b.n("Compress", [d, sat], axis=0), scale_h])
-            b.n("ScatterND", [y, site.idx, upd], out=out, reduction="add")
-
-    @staticmethod
-    def _taps(b: _Builder, x_f: str, slots: list, kh: int, kw: int, attrs: dict) -> str:
-        """[N, len(slots), Ho, Wo]: the raw (padded) activation at each (ky, kx, c) tap for every output pixel."""
-        (sh, sw), (dh, dw) = attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
-        parts = []
-        for ky, kx in sorted({s[:2] for s in slots}):
-            v = b.n("Gather", [x_f, b.c([s[2] for s in slots if s[:2] == (ky, kx)])], axis=1)
-            if (kh, kw, sh, sw) != (1, 1, 1, 1):
-                ends = [-(kh - 1 - ky) * dh or _BIG, -(kw - 1 - kx) * dw or _BIG]
-                v = b.n("Slice", [v, b.c([ky * dh, kx * dw]), b.c(ends), b.c([2, 3]), b.c([sh, sw])])
-            parts.append(v)
-        return b.n("Concat", parts, axis=1) if len(parts) > 1 else parts[0]
 
     def run(self, feeds: dict[str, np.ndarray] | np.ndarray) -> EmulationResult:
         """Model outputs for one batch and per-node saturation counts over it."""
