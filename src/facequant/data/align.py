@@ -79,14 +79,18 @@ class Detector:
         found = detect_faces(batch, *self.nets, self.cfg.min_face_size, self.cfg.thresholds, self.cfg.factor)
         return [_largest_first(boxes, points) for boxes, points in found]
 
+    def select(self, img: Image.Image, found: Detection) -> np.ndarray | None:
+        """The box (1, 4) that selection_method picks among the faces found, or None."""
+        boxes, probs, points = found
+        if boxes is None:
+            return None
+        return self.mtcnn.select_boxes(boxes, probs, points, img, method=self.cfg.selection_method)[0]
+
     def align(self, img: Image.Image, found: Detection) -> tuple[np.ndarray, bool]:
         """The selected face's crop (uint8 HWC) and whether a face was found; else the centre crop."""
-        boxes, probs, points = found
-        box = None
-        if boxes is not None:
-            box, _, _ = self.mtcnn.select_boxes(boxes, probs, points, img, method=self.cfg.selection_method)
+        box = self.select(img, found)
         detected = box is not None
-        if not detected:
+        if box is None:
             box = _fallback_box(img, self.cfg.fallback_box)
         face = self.mtcnn.extract(img, box, None)
         return face.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(), detected

@@ -11,6 +11,7 @@ weights, pyramid, thresholds, NMS and box regression are facenet-pytorch's own.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -36,7 +37,11 @@ def onnx_net(net: torch.nn.Module, size: int | None) -> Net:
     example = torch.zeros(1, 3, size or 12, size or 12)
     axes = {0: "n"} if size else {0: "n", 2: "h", 3: "w"}
     buffer = io.BytesIO()
-    torch.onnx.export(net.eval(), example, buffer, input_names=["x"], dynamic_axes={"x": axes}, dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            net.eval(), example, buffer, input_names=["x"], dynamic_axes={"x": axes}, opset_version=17, dynamo=False
+        )
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
 
     def run(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
