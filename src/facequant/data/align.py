@@ -110,16 +110,16 @@ def _fallback_box(img: Image.Image, fraction: float) -> np.ndarray:
     return np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]])
 
 
-def _align_large(detector: Detector, img: Image.Image) -> tuple[np.ndarray, bool]:
-    """A photo larger than detect_max_side: detect on a downscaled copy, map the boxes and landmarks back, and crop
-    from the original. MTCNN's pyramid on a 50-MP photo would take gigabytes."""
+def detect_large(detector: Detector, img: Image.Image) -> Detection:
+    """The faces of a photo larger than detect_max_side, found on a copy downscaled to that side and mapped back to
+    the photo's pixels: MTCNN's pyramid on a 50-MP photo would take gigabytes."""
     scale = detector.cfg.detect_max_side / max(img.size)
     small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BOX)
     boxes, probs, points = detector.detect([small])[0]
-    if boxes is not None:
-        sx, sy = img.width / small.width, img.height / small.height
-        boxes, points = boxes * np.array([sx, sy, sx, sy], np.float32), points * np.array([sx, sy], np.float32)
-    return detector.align(img, (boxes, probs, points))
+    if boxes is None:
+        return NO_FACE
+    sx, sy = img.width / small.width, img.height / small.height
+    return boxes * np.array([sx, sy, sx, sy], np.float32), probs, points * np.array([sx, sy], np.float32)
 
 
 def _align_batch(detector: Detector, paths: list[Path]) -> list[tuple[np.ndarray, bool]]:
@@ -130,7 +130,7 @@ def _align_batch(detector: Detector, paths: list[Path]) -> list[tuple[np.ndarray
     for i, path in enumerate(paths):
         img = read_rgb(path)
         if max(img.size) > detector.cfg.detect_max_side:
-            out[i] = _align_large(detector, img)
+            out[i] = detector.align(img, detect_large(detector, img))
         else:
             pending.append((i, img))
         del img
