@@ -92,7 +92,7 @@ def main() -> None:
             sys.exit(f"main.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
         wall = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", proc.stderr).group(1)
-        aligned = re.findall(r"aligning \d+ of \d+ images.*", proc.stderr)
+        aligned = re.findall(r"aligning \d+ of \d+ images[^\n]*", proc.stdout + proc.stderr)
         print(f"main.py dataset=folder quant=fp32: wall {wall}; {'; '.join(aligned) or 'no alignment logged'}")
         print(f"peak RSS: {peak_kib / 2**20:.2f} GiB (target < 3 GiB)")
 

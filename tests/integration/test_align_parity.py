@@ -10,14 +10,10 @@ import torch
 from facequant.config.sections import AlignConfig
 from facequant.data.align import Detector
 from facequant.data.images import read_rgb
+from helpers import box_iou
 
 IMAGES = 512
 BATCH = 16
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
-    return float(inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter))
 
 
 def chosen(detector: Detector, images: list) -> tuple[list[np.ndarray | None], np.ndarray]:
@@ -45,7 +41,7 @@ def test_the_chosen_box_is_the_same_on_99_percent_of_images(both):
     fast, ref = both["onnxruntime"][0], both["reference"][0]
     assert sum(b is not None for b in ref) >= 0.95 * IMAGES  # LFW is mostly faces: the comparison has substance
     same = [
-        (a is None and b is None) or (a is not None and b is not None and iou(a, b) >= 0.99)
+        (a is None and b is None) or (a is not None and b is not None and box_iou(a, b) >= 0.99)
         for a, b in zip(fast, ref, strict=True)
     ]
     assert np.mean(same) >= 0.99, [i for i, ok in enumerate(same) if not ok]
