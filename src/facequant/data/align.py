@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,13 @@ class Detector:
         return face.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(), detected
 
 
+@cache
+def detector_for(cfg: AlignConfig) -> Detector:
+    """One detector per setting and process: exporting the three nets to ONNX takes about a second, which
+    facequant.deploy would otherwise pay on every verification."""
+    return Detector(cfg)
+
+
 def _largest_first(boxes: np.ndarray, points: np.ndarray) -> Detection:
     """The order and shapes facenet-pytorch's MTCNN.detect gives (select_largest=True), so selection ties agree."""
     if len(boxes) == 0:
@@ -161,7 +169,7 @@ def _align_missing(
     files = _entries(faces, layout)
     todo = list({f: i for i, f in enumerate(files) if not f.is_file()}.values())  # one per distinct content
     if todo:
-        detector = Detector(cfg)
+        detector = detector_for(cfg)
         where = files[todo[0]].parent.parent
         log.info(
             "aligning %d of %d images with MTCNN, %s (cache: %s)", len(todo), len(names), cfg.implementation, where
