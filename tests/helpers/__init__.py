@@ -24,7 +24,7 @@ from .entrypoints import (
     run_compare,
     share_aligned,
 )
-from .images import EXIF_ORIENTATION, make_lfw, people_tree, photo, truncated_jpeg, write_pairs
+from .images import EXIF_ORIENTATION, box_iou, make_lfw, people_tree, photo, truncated_jpeg, write_pairs
 from .onnx_models import SENSITIVE, SPEC, nhwc_bgr, onnx_config, synthetic, tiny_model, unrunnable_model
 from .paths import LFW_ROOT, REPO, WEIGHTS_DIR, absent, need_lfw, need_weights
 from .records import (
@@ -49,6 +49,7 @@ __all__ = [
     "CALIBRATION_DIGEST",
     "DOCUMENTED_METRICS",
     "EXIF_ORIENTATION",
+    "box_iou",
     "EVALUATION_DIGEST",
     "FP32_ACCURACY",
     "FP32_LATENCY",

@@ -85,3 +85,9 @@ def make_lfw(
             photo(name, i, (32, 32)).save(root / images / name / f"{name}_{i:04d}.jpg")
     write_pairs(root / "pairs.txt", pairs)
     return root
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boxes (x1, y1, x2, y2)."""
+    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+    return float(inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter))

@@ -21,6 +21,7 @@ def at_least(section: str, key: str, value: float, low: float) -> None:
 Preprocess = Literal["fixed", "per_image"]
 ModelName = Literal["vggface2", "casia_webface", "msceleb128", "file", "onnx"]
 Selection = Literal["center_weighted_size", "probability", "largest", "largest_over_threshold"]
+AlignImplementation = Literal["onnxruntime", "reference"]
 QuantMode = Literal["fp32", "dynamic", "static"]
 QType = Literal["QUInt8", "QInt8"]
 QFormat = Literal["QDQ", "QOperator"]
@@ -142,7 +143,8 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class AlignConfig:
-    """MTCNN settings; all but batch_size decide the crop, so they key the alignment cache."""
+    """MTCNN settings; all but batch_size and implementation (whose crops are at parity) decide the crop, so they
+    key the alignment cache."""
 
     image_size: int = 160
     margin: int = 32
@@ -151,7 +153,9 @@ class AlignConfig:
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     factor: float = 0.709
     fallback_box: float = 0.45
+    detect_max_side: int = 1600  # larger photos are detected downscaled to this side, cropped at full resolution
     batch_size: int = 16
+    implementation: AlignImplementation = "onnxruntime"
 
     def __post_init__(self) -> None:
         at_least("align", "image_size", self.image_size, 32)
@@ -159,11 +163,12 @@ class AlignConfig:
         if self.margin >= self.image_size:
             raise ConfigError(f"align.margin={self.margin} must be smaller than align.image_size={self.image_size}")
         at_least("align", "batch_size", self.batch_size, 1)
+        at_least("align", "detect_max_side", self.detect_max_side, 2 * self.min_face_size)
         if not 0 < self.fallback_box <= 1:
             raise ConfigError(f"align.fallback_box={self.fallback_box} must be in (0, 1]")
 
     def crop_settings(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "batch_size"}
+        return {k: v for k, v in asdict(self).items() if k not in ("batch_size", "implementation")}
 
 
 # The keys each mode reads; the others do not change its model, its identity or its name.

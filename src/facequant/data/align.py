@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from facequant.cache.files import exclusive, load_npz, save_npz
 from facequant.cache.layout import CacheLayout, FaceSetIdentity
 from facequant.config.sections import AlignConfig
 from facequant.data.images import ImageError, image_sha256, read_rgb
+from facequant.data.mtcnn import detect_faces, onnx_net
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +37,79 @@ def face_set(images_dir: Path, names: list[str], cfg: AlignConfig) -> FaceSetIde
     return FaceSetIdentity(tuple(image_sha256(images_dir / n) for n in names), cfg.crop_settings())
 
 
-def _mtcnn(cfg: AlignConfig):
-    from facenet_pytorch import MTCNN
+# One image's faces as facenet-pytorch's MTCNN.detect gives them: boxes (N, 4), probabilities (N,), landmarks
+# (N, 5, 2), largest box first; all None when no face is found.
+Detection = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
+NO_FACE: Detection = (None, None, None)
 
-    return MTCNN(
-        image_size=cfg.image_size,
-        margin=cfg.margin,
-        min_face_size=cfg.min_face_size,
-        thresholds=list(cfg.thresholds),
-        factor=cfg.factor,
-        post_process=False,
-        selection_method=cfg.selection_method,
-    )
+
+class Detector:
+    """MTCNN with facenet-pytorch's weights, run by data/mtcnn.py (onnxruntime) or by facenet-pytorch (reference)."""
+
+    def __init__(self, cfg: AlignConfig) -> None:
+        from facenet_pytorch import MTCNN
+
+        self.cfg = cfg
+        self.mtcnn = MTCNN(
+            image_size=cfg.image_size,
+            margin=cfg.margin,
+            min_face_size=cfg.min_face_size,
+            thresholds=list(cfg.thresholds),
+            factor=cfg.factor,
+            post_process=False,
+            selection_method=cfg.selection_method,
+        )
+        if cfg.implementation == "onnxruntime":
+            self.nets = (onnx_net(self.mtcnn.pnet, None), onnx_net(self.mtcnn.rnet, 24), onnx_net(self.mtcnn.onet, 48))
+
+    def detect(self, images: list[Image.Image]) -> list[Detection]:
+        """Every face in each image; images of one size are detected as one batch."""
+        out: list[Detection] = [NO_FACE] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault(img.size, []).append(i)
+        for indices in groups.values():
+            for i, found in zip(indices, self._detect_same_size([images[i] for i in indices]), strict=True):
+                out[i] = found
+        return out
+
+    def _detect_same_size(self, images: list[Image.Image]) -> list[Detection]:
+        if self.cfg.implementation == "reference":
+            return list(zip(*self.mtcnn.detect(images, landmarks=True), strict=True))
+        batch = torch.from_numpy(np.stack([np.asarray(img) for img in images]))
+        found = detect_faces(batch, *self.nets, self.cfg.min_face_size, self.cfg.thresholds, self.cfg.factor)
+        return [_largest_first(boxes, points) for boxes, points in found]
+
+    def select(self, img: Image.Image, found: Detection) -> np.ndarray | None:
+        """The box (1, 4) that selection_method picks among the faces found, or None."""
+        boxes, probs, points = found
+        if boxes is None:
+            return None
+        return self.mtcnn.select_boxes(boxes, probs, points, img, method=self.cfg.selection_method)[0]
+
+    def align(self, img: Image.Image, found: Detection) -> tuple[np.ndarray, bool]:
+        """The selected face's crop (uint8 HWC) and whether a face was found; else the centre crop."""
+        box = self.select(img, found)
+        detected = box is not None
+        if box is None:
+            box = _fallback_box(img, self.cfg.fallback_box)
+        face = self.mtcnn.extract(img, box, None)
+        return face.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(), detected
+
+
+@cache
+def detector_for(cfg: AlignConfig) -> Detector:
+    """One detector per setting and process: exporting the three nets to ONNX takes about a second, which
+    facequant.deploy would otherwise pay on every verification."""
+    return Detector(cfg)
+
+
+def _largest_first(boxes: np.ndarray, points: np.ndarray) -> Detection:
+    """The order and shapes facenet-pytorch's MTCNN.detect gives (select_largest=True), so selection ties agree."""
+    if len(boxes) == 0:
+        return NO_FACE
+    order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
+    return boxes[order, :4], boxes[order, 4], points[order]
 
 
 def _fallback_box(img: Image.Image, fraction: float) -> np.ndarray:
@@ -55,28 +118,34 @@ def _fallback_box(img: Image.Image, fraction: float) -> np.ndarray:
     return np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]])
 
 
-def _align_batch(mtcnn, images: list[Image.Image], cfg: AlignConfig) -> list[tuple[np.ndarray, bool]]:
-    """Detect in one batch, then select and crop image by image.
+def detect_large(detector: Detector, img: Image.Image) -> Detection:
+    """The faces of a photo larger than detect_max_side, found on a copy downscaled to that side and mapped back to
+    the photo's pixels: MTCNN's pyramid on a 50-MP photo would take gigabytes."""
+    scale = detector.cfg.detect_max_side / max(img.size)
+    small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BOX)
+    boxes, probs, points = detector.detect([small])[0]
+    if boxes is None:
+        return NO_FACE
+    sx, sy = img.width / small.width, img.height / small.height
+    return boxes * np.array([sx, sy, sx, sy], np.float32), probs, points * np.array([sx, sy], np.float32)
 
-    facenet-pytorch's batched select_boxes builds a ragged array and raises on numpy 2 when an image in
-    the batch has no face, so selection and extraction run per image.
-    """
-    same_size = len({im.size for im in images}) == 1
-    if same_size:
-        boxes, probs, points = mtcnn.detect(images, landmarks=True)
-    else:
-        boxes, probs, points = zip(*(mtcnn.detect(im, landmarks=True) for im in images), strict=True)
-    out = []
-    for img, b, p, pts in zip(images, boxes, probs, points, strict=True):
-        box = None
-        if b is not None:
-            box, _, _ = mtcnn.select_boxes(b, p, pts, img, method=cfg.selection_method)
-        detected = box is not None
-        if not detected:
-            box = _fallback_box(img, cfg.fallback_box)
-        face = mtcnn.extract(img, box, None)
-        out.append((face.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(), detected))
-    return out
+
+def _align_batch(detector: Detector, paths: list[Path]) -> list[tuple[np.ndarray, bool]]:
+    """Read, detect and crop; a photo above detect_max_side is aligned as soon as it is read, so at most one
+    full-size photo is in memory at a time."""
+    out: dict[int, tuple[np.ndarray, bool]] = {}
+    pending: list[tuple[int, Image.Image]] = []
+    for i, path in enumerate(paths):
+        img = read_rgb(path)
+        if max(img.size) > detector.cfg.detect_max_side:
+            out[i] = detector.align(img, detect_large(detector, img))
+        else:
+            pending.append((i, img))
+        del img
+    found = detector.detect([img for _, img in pending])
+    for (i, img), faces in zip(pending, found, strict=True):
+        out[i] = detector.align(img, faces)
+    return [out[i] for i in range(len(paths))]
 
 
 def _entries(faces: FaceSetIdentity, layout: CacheLayout) -> list[Path]:
@@ -100,14 +169,16 @@ def _align_missing(
     files = _entries(faces, layout)
     todo = list({f: i for i, f in enumerate(files) if not f.is_file()}.values())  # one per distinct content
     if todo:
-        mtcnn = _mtcnn(cfg)
-        log.info("aligning %d of %d images with MTCNN (cache: %s)", len(todo), len(names), files[todo[0]].parent.parent)
+        detector = detector_for(cfg)
+        where = files[todo[0]].parent.parent
+        log.info(
+            "aligning %d of %d images with MTCNN, %s (cache: %s)", len(todo), len(names), cfg.implementation, where
+        )
         with tqdm(total=len(todo), desc="MTCNN alignment", unit="img") as bar:
             for start in range(0, len(todo), cfg.batch_size):
                 chunk = todo[start : start + cfg.batch_size]
-                images = [read_rgb(images_dir / names[i]) for i in chunk]
                 with torch.inference_mode():
-                    results = _align_batch(mtcnn, images, cfg)
+                    results = _align_batch(detector, [images_dir / names[i] for i in chunk])
                 for i, (face, detected) in zip(chunk, results, strict=True):
                     save_npz(files[i], face=face, detected=np.array(detected))
                 bar.update(len(chunk))

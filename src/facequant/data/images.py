@@ -46,14 +46,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, WHITE + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def read_rgb(path: Path) -> Image.Image:
-    """The photo as 8-bit RGB, rotated upright by its EXIF orientation (phones store photos sideways)."""
+    """The photo as 8-bit RGB, rotated upright by its EXIF orientation (phones store photos sideways); decoded once
+    and transposed and converted in place where it can be, so a 50-MP photo is held once, not three times."""
     try:
         with Image.open(path) as img:
-            return to_rgb(ImageOps.exif_transpose(img))
+            img.load()
+            ImageOps.exif_transpose(img, in_place=True)
+            return to_rgb(img)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"cannot read image {path}: {exc}") from exc
 

@@ -1,0 +1,79 @@
+"""MTCNN alignment speed: align=mtcnn (nets on ONNX Runtime, batched crops) against align=mtcnn_reference
+(facenet-pytorch's MTCNN), side by side in one process.
+
+Each round aligns the same LFW images with both, in alternating order (ABBA), in batches as alignment runs them:
+detection, selection and the 160x160 crop, on decoded images (decoding costs both the same). Prints each aligner's
+median images/s and the median per-round speed-up with its exact interval. Target: speed-up >= 3x.
+
+    python benchmarks/align_speed.py --lfw ../shared/data/lfw --images 64 --rounds 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facequant.config.sections import AlignConfig, DatasetConfig
+from facequant.data.align import Detector
+from facequant.data.images import read_rgb
+from facequant.data.lfw import load_lfw
+from facequant.evaluation.stats import median_interval, min_rounds
+from facequant.machine import cpu
+
+IMPLEMENTATIONS = ("onnxruntime", "reference")
+
+
+def align_all(detector: Detector, images: list, batch: int) -> float:
+    """Seconds to detect, select and crop every image, batch by batch."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            chunk = images[i : i + batch]
+            for img, found in zip(chunk, detector.detect(chunk), strict=True):
+                detector.align(img, found)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lfw", default="../shared/data/lfw", help="folder with pairs.txt")
+    parser.add_argument("--images", type=int, default=64, help="images per aligner per round")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=AlignConfig.batch_size)
+    parser.add_argument("--confidence", type=float, default=0.95)
+    args = parser.parse_args()
+    if args.rounds < min_rounds(args.confidence):
+        parser.error(f"--rounds must be >= {min_rounds(args.confidence)} for a {args.confidence} interval")
+
+    lfw = load_lfw(DatasetConfig(root=str(Path(args.lfw).resolve())))
+    names = lfw.images[:: len(lfw.images) // args.images][: args.images]
+    images = [read_rgb(lfw.images_dir / name) for name in names]
+    detectors = {impl: Detector(AlignConfig(implementation=impl)) for impl in IMPLEMENTATIONS}
+    for detector in detectors.values():  # warm-up: first-call allocations and ONNX Runtime's session set-up
+        align_all(detector, images[: args.batch], args.batch)
+
+    seconds: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
+    for r in range(args.rounds):
+        for impl in IMPLEMENTATIONS if r % 2 == 0 else IMPLEMENTATIONS[::-1]:
+            seconds[impl].append(align_all(detectors[impl], images, args.batch))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {len(images) / v[-1]:.1f} img/s" for k, v in seconds.items()))
+
+    model, flags = cpu()
+    isa = " ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "fma"))))
+    print(f"\nCPU: {model} ({isa}); torch threads: {torch.get_num_threads()}, load average {os.getloadavg()}")
+    print(f"{len(images)} LFW images (250x250) per round, batch {args.batch}, {args.rounds} interleaved rounds")
+    for impl in IMPLEMENTATIONS:
+        rate = median_interval(len(images) / np.array(seconds[impl]), args.confidence)
+        print(f"  {impl:12s} {rate.estimate:6.1f} img/s  [{rate.low:.1f}, {rate.high:.1f}]")
+    ratio = median_interval(np.array(seconds["reference"]) / np.array(seconds["onnxruntime"]), args.confidence)
+    interval = f"[{ratio.low:.2f}, {ratio.high:.2f}] ({args.confidence:.0%})"
+    print(f"  speed-up     {ratio.estimate:6.2f}x     {interval}; target >= 3x")
+
+
+if __name__ == "__main__":
+    main()

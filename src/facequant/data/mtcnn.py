@@ -1,0 +1,180 @@
+"""facenet-pytorch's MTCNN pipeline, with its three nets on ONNX Runtime and every R-Net and O-Net candidate of a
+batch cropped and resized at once.
+
+facenet-pytorch crops and resizes each candidate box with its own `interpolate(mode="area")` call, which takes half
+of MTCNN's time. Area resampling of a box is a mean over rectangles, so one integral image per batch gives every
+candidate's resampled pixels in four gathers: the same sums, divided as PyTorch divides them. P-Net's small
+convolutions run several times faster on ONNX Runtime than on PyTorch's CPU kernels (docs/alignment.md). The
+weights, pyramid, thresholds, NMS and box regression are facenet-pytorch's own.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from facenet_pytorch.models.utils.detect_face import (
+    batched_nms_numpy,
+    bbreg,
+    generateBoundingBox,
+    pad,
+    rerec,
+)
+from torch.nn.functional import interpolate
+from torchvision.ops.boxes import batched_nms
+
+# One image's detections: boxes (N, 5) as x1, y1, x2, y2, probability, and landmarks (N, 5, 2).
+Detections = tuple[np.ndarray, np.ndarray]
+Net = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+
+
+def onnx_net(net: torch.nn.Module, size: int | None) -> Net:
+    """The module exported in memory and run by ONNX Runtime; size None: any height and width (P-Net)."""
+    example = torch.zeros(1, 3, size or 12, size or 12)
+    axes = {0: "n"} if size else {0: "n", 2: "h", 3: "w"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            net.eval(), example, buffer, input_names=["x"], dynamic_axes={"x": axes}, opset_version=17, dynamo=False
+        )
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(out) for out in session.run(None, {"x": x.numpy()}))
+
+    return run
+
+
+def _pyramid(h: int, w: int, min_face_size: int, factor: float) -> list[float]:
+    """The scales at which P-Net's 12-pixel window sees faces from min_face_size up to the whole image."""
+    m = 12.0 / min_face_size
+    minl = min(h, w) * m
+    scales, scale = [], m
+    while minl >= 12:
+        scales.append(scale)
+        scale *= factor
+        minl *= factor
+    return scales
+
+
+def integral_image(imgs: np.ndarray) -> np.ndarray:
+    """Sums over rows < r and columns < c of each uint8 image (B, H, W, 3), as (B, H+1, W+1, 3); exact integers."""
+    n, h, w, c = imgs.shape
+    exact = np.int32 if h * w * 255 < 2**31 else np.int64  # int32 gathers faster
+    out = np.zeros((n, h + 1, w + 1, c), exact)
+    np.cumsum(imgs, axis=1, dtype=exact, out=out[:, 1:, 1:])
+    np.cumsum(out[:, 1:, 1:], axis=2, out=out[:, 1:, 1:])
+    return out
+
+
+def area_crops(integral: np.ndarray, image_inds: np.ndarray, boxes: tuple[np.ndarray, ...], size: int) -> torch.Tensor:
+    """interpolate(img[:, y-1:ey, x-1:ex], (size, size), mode="area") for every box at once, from the batch's
+    integral image: each output pixel is the exact integer sum of its source rectangle, divided by the rectangle's
+    height and then its width, as adaptive_avg_pool2d divides it."""
+    y, ey, x, ex = (v.astype(np.int64) for v in boxes)
+    _, rows, cols, _ = integral.shape
+    steps = np.arange(size)
+
+    def bounds(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo = start[:, None] + (steps * length[:, None]) // size
+        hi = start[:, None] + ((steps + 1) * length[:, None] + size - 1) // size
+        return lo, hi
+
+    r0, r1 = bounds(y - 1, ey - y + 1)
+    c0, c1 = bounds(x - 1, ex - x + 1)
+    flat = integral.reshape(-1, integral.shape[3])
+    base = image_inds.astype(np.int64)[:, None] * rows
+    top, bottom = ((base + r) * cols for r in (r0, r1))
+
+    def at(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        return flat[row[:, :, None] + col[:, None, :]]  # (K, size, size, 3)
+
+    total = at(bottom, c1) - at(top, c1) - at(bottom, c0) + at(top, c0)
+    kh, kw = (r1 - r0).astype(np.float32), (c1 - c0).astype(np.float32)
+    out = total.astype(np.float32) / kh[:, :, None, None] / kw[:, None, :, None]
+    return torch.from_numpy(out.transpose(0, 3, 1, 2).copy())
+
+
+def _refine(net: Net, integral, boxes, image_inds, w, h, size):
+    """Crop every candidate for R-Net (24) or O-Net (48) and run the net; empty crops are dropped (facenet-pytorch
+    would fail on them)."""
+    y, ey, x, ex = pad(boxes, w, h)
+    k = (ey > y - 1) & (ex > x - 1)
+    boxes, image_inds = boxes[torch.from_numpy(k)], image_inds[torch.from_numpy(k)]
+    im_data = area_crops(integral, image_inds.numpy(), (y[k], ey[k], x[k], ex[k]), size)
+    return boxes, image_inds, net((im_data - 127.5) * 0.0078125)
+
+
+def detect_faces(
+    imgs: torch.Tensor,
+    pnet: Net,
+    rnet: Net,
+    onet: Net,
+    min_face_size: int,
+    thresholds: tuple[float, float, float],
+    factor: float,
+) -> list[Detections]:
+    """facenet-pytorch's detect_face on a batch of equal-size uint8 images (B, H, W, 3), step for step."""
+    batch = imgs.permute(0, 3, 1, 2).float()
+    n, _, h, w = batch.shape
+    integral = integral_image(imgs.numpy())
+
+    all_boxes, all_inds, scale_picks, offset = [], [], [], 0
+    for scale in _pyramid(h, w, min_face_size, factor):
+        im_data = interpolate(batch, size=(int(h * scale + 1), int(w * scale + 1)), mode="area")
+        reg, probs = pnet((im_data - 127.5) * 0.0078125)
+        boxes_scale, inds_scale = generateBoundingBox(reg, probs[:, 1], scale, thresholds[0])
+        all_boxes.append(boxes_scale)
+        all_inds.append(inds_scale)
+        scale_picks.append(batched_nms(boxes_scale[:, :4], boxes_scale[:, 4], inds_scale, 0.5) + offset)
+        offset += boxes_scale.shape[0]
+    picks = torch.cat(scale_picks)
+    boxes, image_inds = torch.cat(all_boxes)[picks], torch.cat(all_inds)[picks]
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+    boxes, image_inds = boxes[pick], image_inds[pick]
+    regw, regh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    boxes = torch.stack(
+        [
+            boxes[:, 0] + boxes[:, 5] * regw,
+            boxes[:, 1] + boxes[:, 6] * regh,
+            boxes[:, 2] + boxes[:, 7] * regw,
+            boxes[:, 3] + boxes[:, 8] * regh,
+            boxes[:, 4],
+        ]
+    ).permute(1, 0)
+    boxes = rerec(boxes)
+
+    if len(boxes) > 0:  # R-Net
+        boxes, image_inds, (reg, score) = _refine(rnet, integral, boxes, image_inds, w, h, 24)
+        score = score[:, 1]
+        ipass = score > thresholds[1]
+        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+        image_inds, reg = image_inds[ipass], reg[ipass]
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+        boxes = rerec(bbreg(boxes[pick], reg[pick]))
+        image_inds = image_inds[pick]
+
+    points = torch.zeros(0, 5, 2)
+    if len(boxes) > 0:  # O-Net
+        boxes, image_inds, (reg, landmarks, score) = _refine(onet, integral, boxes, image_inds, w, h, 48)
+        score = score[:, 1]
+        ipass = score > thresholds[2]
+        landmarks = landmarks[ipass].permute(1, 0)
+        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+        image_inds, reg = image_inds[ipass], reg[ipass]
+        w_i = boxes[:, 2] - boxes[:, 0] + 1
+        h_i = boxes[:, 3] - boxes[:, 1] + 1
+        points_x = w_i.repeat(5, 1) * landmarks[:5, :] + boxes[:, 0].repeat(5, 1) - 1
+        points_y = h_i.repeat(5, 1) * landmarks[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
+        points = torch.stack((points_x, points_y)).permute(2, 1, 0)
+        boxes = bbreg(boxes, reg)
+        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+        boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
+
+    boxes_np, points_np, inds_np = boxes.numpy(), points.numpy(), image_inds.numpy()
+    return [(boxes_np[inds_np == i].copy(), points_np[inds_np == i].copy()) for i in range(n)]
