@@ -97,8 +97,8 @@ def _installed(module: str) -> bool:
 
 
 RAY_HINT = (
-    "start one with `ray start --head --node-ip-address=127.0.0.1 --port=6379` (docs/cluster.md), or point "
-    "RAY_ADDRESS at a running head (RAY_ADDRESS=HOST:6379, or ray://HOST:10001 for Ray Client)"
+    "start one on this machine with `ray start --head` (docs/cluster.md), or point RAY_ADDRESS at a running head "
+    "(RAY_ADDRESS=HOST:6379, or ray://HOST:10001 for Ray Client)"
 )
 RAY_PROBE_TIMEOUT_S = 3
 
@@ -111,13 +111,13 @@ def check_ray(address: str | None) -> None:
     if address.startswith("ray://"):
         resolved = address.removeprefix("ray://")
     else:
-        from ray._private.services import canonicalize_bootstrap_address  # how ray.init resolves 'auto'
+        from ray._private.services import get_ray_address_from_environment  # how ray.init resolves auto
 
         try:
-            resolved = canonicalize_bootstrap_address(address)
-        except (ConnectionError, ValueError) as exc:
+            resolved = get_ray_address_from_environment(address, None)
+        except ConnectionError:
             raise ConfigError(
-                f"hydra/launcher=ray finds no Ray cluster (address={address}: {exc}); {RAY_HINT}"
+                f"hydra/launcher=ray: no Ray cluster is running on this machine (address={address}); {RAY_HINT}"
             ) from None
     host, _, port = str(resolved).rpartition(":")
     try:
