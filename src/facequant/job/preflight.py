@@ -53,13 +53,13 @@ def check_data(datasets: dict[DatasetConfig, Dataset], cfg: DatasetConfig, calib
 
 
 def preflight(jobs: Sequence[Settings]) -> None:
-    """Check every distinct need of the jobs once, quickest first: cache folder, tracking server, data, weights,
+    """Check every distinct need of the jobs once, quickest first: tracking server, cache folder, data, weights,
     then the store opened; raises the first problem, naming it and its fix."""
     uris = list(dict.fromkeys(job.mlflow.tracking_uri for job in jobs))
+    for uri in uris:
+        tracking.probe(uri)  # a server that does not answer fails here, before any folder or download
     for cache_dir in dict.fromkeys(job.cache_dir for job in jobs):
         check_cache_dir(cache_dir)
-    for uri in uris:
-        tracking.probe(uri)  # a server that does not answer fails here, before any download
     datasets: dict[DatasetConfig, Dataset] = {}
     for dataset, calib in dict.fromkeys((job.dataset, job.calibration) for job in jobs):
         check_data(datasets, dataset, calib)
