@@ -13,17 +13,11 @@ from hydra.types import RunMode
 
 from facequant.config.sections import ConfigError
 from facequant.data.lfw import DatasetError
+from facequant.models.checkpoints import WeightsError
 from facequant.tracking import RegistryError, SelectionError, TrackingError
 
-EXPECTED = (ConfigError, DatasetError, TrackingError, SelectionError, RegistryError)
+EXPECTED = (ConfigError, DatasetError, WeightsError, TrackingError, SelectionError, RegistryError)
 EXIT_EXPECTED = 2  # main.py; compare.py keeps 1, since its release gate's 2 means "failed the rule"
-
-
-def expected() -> tuple[type[Exception], ...]:
-    """The errors a user can fix. WeightsError counts once its module is loaded, as it is when one is raised: not
-    imported here, since it imports torch, and every Hydra command loads facequant's sweeper, which uses this."""
-    weights = sys.modules.get("facequant.models.weights")
-    return EXPECTED + ((weights.WeightsError,) if weights else ())
 
 
 def _multirun() -> bool:
@@ -37,8 +31,8 @@ def reported(status: int = EXIT_EXPECTED, job: bool = False) -> Iterator[None]:
     since the sweeper reports it once the other jobs have run."""
     try:
         yield
-    except Exception as exc:
-        if not isinstance(exc, expected()) or os.environ.get("HYDRA_FULL_ERROR") == "1" or (job and _multirun()):
+    except EXPECTED as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or (job and _multirun()):
             raise
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(status) from None

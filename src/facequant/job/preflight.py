@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facequant import tracking
-from facequant.config.sections import CalibrationConfig, ConfigError, DatasetConfig
+from facequant.config.sections import CalibrationConfig, ConfigError, DatasetConfig, ModelConfig
 from facequant.config.settings import Settings
 from facequant.data.lfw import Dataset
 from facequant.data.selection import load_dataset, select_images
+from facequant.models.checkpoints import facenet_pytorch_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,16 @@ def check_data(datasets: dict[DatasetConfig, Dataset], cfg: DatasetConfig, calib
     select_images(datasets[cfg], cfg, calib)
 
 
+def fetch_model(model: ModelConfig) -> Path:
+    """The model's weights, fetched now if missing. VGGFace2's is a plain download, fetched without importing torch
+    (seconds on a busy machine); the others may convert, through the loader's own fetch."""
+    if model.name == "vggface2":
+        return facenet_pytorch_checkpoint(model.name)
+    from facequant.models.backbones import fetch_weights  # imports torch
+
+    return fetch_weights(model)[0]
+
+
 def preflight(jobs: Sequence[Settings]) -> None:
     """Check every distinct need of the jobs once, quickest first: tracking server, cache folder, data, weights,
     then the store opened; raises the first problem, naming it and its fix."""
@@ -63,11 +74,8 @@ def preflight(jobs: Sequence[Settings]) -> None:
     datasets: dict[DatasetConfig, Dataset] = {}
     for dataset, calib in dict.fromkeys((job.dataset, job.calibration) for job in jobs):
         check_data(datasets, dataset, calib)
-    from facequant.models.backbones import fetch_weights  # imports torch: seconds a missing dataset need not wait
-
     for model in dict.fromkeys(job.model for job in jobs):
-        path, _ = fetch_weights(model)
-        log.info("pre-flight: model=%s weights at %s", model.name, path)
+        log.info("pre-flight: model=%s weights at %s", model.name, fetch_model(model))
     for uri in uris:
         check_store(uri)
     log.info("pre-flight passed for %d job(s)", len(jobs))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,17 +12,11 @@ from torch import nn
 from facequant.cache.files import sha256_file
 from facequant.config.sections import ModelConfig
 from facequant.models.casia import GRAPH_SOURCE, WHEEL, casia_state_dict
-from facequant.models.weights import WeightsError, msceleb128_state_dict
+from facequant.models.checkpoints import WeightsError, facenet_pytorch_checkpoint
+from facequant.models.weights import msceleb128_state_dict
 
 log = logging.getLogger(__name__)
 
-# The checkpoints facenet-pytorch itself downloads (models/inception_resnet_v1.py).
-CHECKPOINTS = {
-    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
-    "casia_webface": (
-        "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt"
-    ),
-}
 SOURCES = {
     "vggface2": "facenet-pytorch 20180402-114759 (VGGFace2)",
     "casia_webface": "facenet-pytorch checkpoint 20180408-102900-casia-webface.pt (Sandberg's CASIA-WebFace model)",
@@ -57,30 +50,6 @@ def build_backbone(embedding_size: int) -> nn.Module:
         net.last_linear = nn.Linear(1792, embedding_size, bias=False)
         net.last_bn = nn.BatchNorm1d(embedding_size, eps=0.001, momentum=0.1, affine=True)
     return net.eval()
-
-
-def torch_home() -> Path:
-    from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
-
-    return Path(get_torch_home())
-
-
-def facenet_pytorch_checkpoint(name: str) -> Path:
-    """The checkpoint in the torch cache, downloaded by facenet-pytorch's own downloader if absent."""
-    from facenet_pytorch.models.utils.download import download_url_to_file
-
-    url = CHECKPOINTS[name]
-    path = torch_home() / "checkpoints" / os.path.basename(url)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            download_url_to_file(url, str(path))
-        except Exception as exc:  # urllib raises several types offline
-            raise WeightsError(
-                f"cannot download the {name} weights ({type(exc).__name__}: {exc}). Put {path.name} in "
-                f"{path.parent}, or use model=msceleb128, which needs only PyPI."
-            ) from exc
-    return path
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
