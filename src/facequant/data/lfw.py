@@ -149,9 +149,13 @@ def load_lfw(cfg: DatasetConfig) -> Dataset:
     if layout is None:
         raise DatasetError(
             f"LFW not found: {root} has no {cfg.pairs} beside an images folder "
-            f"({cfg.images or ' / '.join(IMAGE_DIRS)}). Set dataset.root to the folder that holds them. LFW is "
-            f"downloaded only into the default root ({default_lfw_root()}, when dataset.root is not given), or "
-            "into any root with dataset.download=true."
+            f"({cfg.images or ' / '.join(IMAGE_DIRS)}). Set dataset.root to the folder that holds them. "
+            + (
+                "dataset.download=false: set it to true to download LFW there."
+                if cfg.download is False
+                else f"LFW is downloaded only into the default root ({default_lfw_root()}, when dataset.root is not "
+                "given), or into any root with dataset.download=true."
+            )
         )
     pairs_path, images_dir = layout
     pairs = parse_pairs(pairs_path)
