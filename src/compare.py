@@ -12,9 +12,10 @@ from facequant import tracking
 from facequant.config.running import MlflowConfig
 from facequant.config.sections import ConfigError
 from facequant.evaluation.goal import GoalError
+from facequant.job.expected import reported
 from facequant.machine import host_isa
 from facequant.report import Rule, compare, register_recommended
-from facequant.report.release_gate import GATE_FAILED, gate_failures, gated_variants
+from facequant.report.release_gate import COULD_NOT_JUDGE, GATE_FAILED, gate_failures, gated_variants
 from facequant.schema import TAR_DROP_AT_FAR
 
 
@@ -24,6 +25,11 @@ def _plain(node: object) -> object:
 
 @hydra.main(config_path="../conf", config_name="compare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    with reported(status=COULD_NOT_JUDGE):  # a bad setting, no runs: one message; 2 is a failed gate's
+        _compare(cfg)
+
+
+def _compare(cfg: DictConfig) -> None:
     if cfg.far not in TAR_DROP_AT_FAR:
         raise ConfigError(f"far={cfg.far} has no logged TAR drop; choose one of {', '.join(map(str, TAR_DROP_AT_FAR))}")
     try:

@@ -10,7 +10,6 @@ FACEQUANT_REQUIRE_DATA=1 (CI); a unit test that asks for one is an error of the 
 from __future__ import annotations
 
 import shutil
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -123,13 +122,12 @@ def onnx_exports(sweep, msceleb128, tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
-    """No GitHub (facenet-pytorch's download fails) and an empty torch cache; PyPI as it is."""
-    import facenet_pytorch.models.utils.download as download
+    """No GitHub (facenet-pytorch's checkpoints are fetched from a closed port on 127.0.0.1) and an empty torch
+    cache; PyPI as it is."""
+    from facequant.models import checkpoints
 
-    def fail(url, dst, *a, **k):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(download, "download_url_to_file", fail)
+    closed = {name: f"http://127.0.0.1:9/{url.rsplit('/', 1)[1]}" for name, url in checkpoints.CHECKPOINTS.items()}
+    monkeypatch.setattr(checkpoints, "CHECKPOINTS", closed)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
 

@@ -1,6 +1,8 @@
 """Faults and bad input, tried as a new user would: each fails clearly, and no run is lost or left RUNNING.
 
-The jobs here fail at once (no LFW at dataset.root), so these tests need neither the data nor the weights.
+The jobs here fail at once: those that should run fail at their first stage on an image that cannot be decoded (the
+pre-flight checks the files are there, not every pixel), the others in the pre-flight (no LFW at dataset.root); so
+these tests need neither the real data nor the weights.
 """
 
 from __future__ import annotations
@@ -16,13 +18,24 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from helpers import REPO, all_runs, job_runs, parents, run_compare
+from helpers import REPO, all_runs, job_runs, make_lfw, parents, photo, run_compare, truncated_jpeg
 
 NO_LFW = "dataset.root=/nonexistent/lfw"
+UNDECODABLE = "cannot be decoded"
+
+
+def failing_lfw(workdir: Path) -> list[str]:
+    """Overrides of jobs that pass the pre-flight and fail at their start: a tiny LFW with 26 images outside its
+    pairs (calibration.num_samples<=26 fits) whose pair image A_0001.jpg cannot be decoded, and a model=file path
+    that is never loaded."""
+    root = make_lfw(workdir / "lfw", per_identity=10)
+    (root / "lfw" / "A" / "A_0001.jpg").write_bytes(truncated_jpeg(photo("A", 1)))
+    (workdir / "never_loaded.pt").write_bytes(b"")
+    return [f"dataset.root={root}", "dataset.folds=1", "model=file", f"model.path={workdir / 'never_loaded.pt'}"]
 
 
 def quick(workdir: Path, *overrides: str, multirun: bool = True, uri: str | None = None) -> subprocess.Popen:
-    """main.py with jobs that fail at once, started in the background."""
+    """main.py with jobs that fail at once (in the pre-flight: no LFW), started in the background."""
     uri = uri or f"sqlite:///{workdir / 'mlflow.db'}"
     cmd = [sys.executable, str(REPO / "src" / "main.py"), *(["-m"] if multirun else [])]
     cmd += ["model=msceleb128", NO_LFW, f"mlflow.tracking_uri={uri}", f"hydra.sweep.dir={workdir / 'multirun'}"]
@@ -33,12 +46,14 @@ def quick(workdir: Path, *overrides: str, multirun: bool = True, uri: str | None
 def test_calibration_sweep_runs_each_distinct_job_once(tmp_path):
     proc = quick(
         tmp_path,
+        *failing_lfw(tmp_path),
         "quant=fp32,dynamic,static",
         "calibration=minmax,entropy,percentile",
-        "calibration.num_samples=100,500",
+        "calibration.num_samples=10,20",
     )
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode != 0 and "LFW not found" in err  # every job failed, and the multirun says so
+    assert proc.returncode == 2 and UNDECODABLE in err  # every job failed, and the multirun says so, once
+    assert "Traceback" not in err and len([line for line in err.splitlines() if line.startswith("error: ")]) == 1
     (parent,) = [r for _, r in parents(tmp_path).iterrows()]
     experiment = mlflow.MlflowClient().get_experiment(parent.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
@@ -49,20 +64,34 @@ def test_calibration_sweep_runs_each_distinct_job_once(tmp_path):
     kids = job_runs(tmp_path)
     assert len(kids) == 8 and kids["tags.variant_key"].nunique() == 8
     assert (kids["tags.mlflow.parentRunId"] == parent.run_id).all() and (kids.status == "FAILED").all()
+    assert kids["tags.error"].str.contains(UNDECODABLE).all()
     static = kids["params.quant.mode"] == "static"
     assert kids.loc[~static, "params.calibration.method"].isna().all()
     assert kids.loc[static, "params.calibration.method"].notna().all()
 
 
+def test_a_job_that_fails_after_the_pre_flight_leaves_a_failed_run_with_the_reason(tmp_path):
+    proc = quick(tmp_path, *failing_lfw(tmp_path), "quant=fp32", multirun=False)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and f"error: 1 image(s) under {tmp_path / 'lfw' / 'lfw'} {UNDECODABLE}" in err
+    assert "Traceback" not in err
+    (run,) = [r for _, r in job_runs(tmp_path).iterrows()]
+    assert run.status == "FAILED" and UNDECODABLE in run["tags.error"]
+    assert "dataset.skip_unreadable=true" in run["tags.error"]
+
+
 def test_a_bad_value_in_any_job_fails_the_sweep_before_it_starts(tmp_path):
     proc = quick(tmp_path, "quant=fp32,static", "calibration.num_samples=100,0")
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "calibration.num_samples=0 is out of range" in err
+    assert proc.returncode == 2 and "error: calibration.num_samples=0 is out of range" in err
     assert not (tmp_path / "mlflow.db").exists() or all_runs(tmp_path).empty
 
 
 def test_two_sweeps_on_a_new_sqlite_file_record_every_run(tmp_path):
-    procs = [quick(tmp_path, "quant=fp32,dynamic", f"hydra.sweep.dir={tmp_path / f'm{i}'}") for i in range(2)]
+    overrides = failing_lfw(tmp_path)
+    procs = [
+        quick(tmp_path, *overrides, "quant=fp32,dynamic", f"hydra.sweep.dir={tmp_path / f'm{i}'}") for i in range(2)
+    ]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     assert not any("already exists" in e for e in errs), errs
     assert len(parents(tmp_path)) == 2

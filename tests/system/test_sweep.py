@@ -1,4 +1,5 @@
-"""src/main.py runs that are not the shared sweep: a failing job, and a lone quant.exclude=auto variant."""
+"""src/main.py runs that are not the shared sweep: a single run refused by its pre-flight, and a lone
+quant.exclude=auto variant."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ from facequant.quant.exclusion import node_ranking
 from helpers import job_runs, logged_model, main, share_aligned
 
 
-def test_failing_job_leaves_a_failed_run_with_the_reason(tmp_path):
+def test_a_single_run_checks_before_its_run_exists(tmp_path):
     proc = main(tmp_path, f"dataset.root={tmp_path / 'no_lfw_here'}")
-    assert proc.returncode != 0
-    assert "LFW not found" in proc.stderr
-    df = job_runs(tmp_path)
-    assert df.status.tolist() == ["FAILED"]
-    assert "LFW not found" in df["tags.error"].iloc[0] and "dataset.root" in df["tags.error"].iloc[0]
+    assert proc.returncode == 2
+    assert "error: LFW not found" in proc.stderr and "Set dataset.root" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists() or job_runs(tmp_path).empty
 
 
 def test_a_lone_exclude_auto_variant_searches_on_validation_pairs(sweep, tmp_path):

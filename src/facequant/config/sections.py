@@ -97,6 +97,7 @@ class ModelConfig:
 
 Protocol = Literal["pairs", "all"]
 DatasetName = Literal["lfw", "folder"]
+DEFAULT_LFW_ROOT = "data/lfw"  # conf/dataset/lfw.yaml's root, from the directory main.py starts in; a test checks
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ class DatasetConfig:
     pairs: str | None = "pairs.txt"  # lfw: View 2's pairs.txt; folder: a CSV left,right,label[,fold] or null
     images: str | None = None
     folds: int = 10
-    download: bool = False
+    # auto: LFW is downloaded when absent from the default root (DEFAULT_LFW_ROOT) only; true: into any root
+    download: Literal["auto", True, False] = "auto"
     name: DatasetName = "lfw"
     protocol: Protocol = "pairs"
     calibration_pool: int = 500  # all: images of whole identities reserved for calibration, never evaluated
@@ -137,7 +139,7 @@ class DatasetConfig:
                     f"dataset.pairs={self.pairs} is not used under dataset.protocol=all (every pair is evaluated); "
                     "set dataset.protocol=pairs to evaluate that file, or dataset.pairs=null"
                 )
-            if self.download or self.images:
+            if self.download is True or self.images:
                 raise ConfigError("dataset.download and dataset.images are LFW's; dataset=folder reads dataset.root")
 
 

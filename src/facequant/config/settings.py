@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from facequant.cache.files import key_of
 from facequant.config.running import BenchmarkConfig, EvalConfig, ExclusionConfig, MlflowConfig, RuntimeConfig
 from facequant.config.sections import (
+    DEFAULT_LFW_ROOT,
     QUANT_DEFAULTS,
     AlignConfig,
     CalibrationConfig,
@@ -115,6 +116,7 @@ class Settings:
         data.pop("target")
         if self.arithmetic != "host":
             data["target"] = {"isa": self.target.isa, "arithmetic": self.target.arithmetic}
+        data["dataset"]["download"] = False  # how the data arrived changes no result; earlier keys hold false
         if self.dataset.protocol == "pairs":  # keys of the all protocol: pairs runs keep their earlier keys
             for key in ("protocol", "calibration_pool", "identities", "seed"):
                 data["dataset"].pop(key)
@@ -200,6 +202,12 @@ def _absolute(path: str | None) -> str | None:
     """A relative path taken from the directory main.py started in (Hydra's runtime.cwd), which is not a Ray
     worker's working directory."""
     return os.path.normpath(to_absolute_path(os.path.expanduser(path))) if path else path
+
+
+def default_lfw_root() -> Path:
+    """The only root dataset.download=auto downloads LFW into: conf/dataset/lfw.yaml's, made absolute as
+    load_settings makes dataset.root."""
+    return Path(str(_absolute(DEFAULT_LFW_ROOT)))
 
 
 def _deprecated_gate(data: dict[str, Any]) -> None:

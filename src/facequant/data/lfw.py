@@ -14,6 +14,8 @@ import numpy as np
 
 from facequant.cache.files import key_of
 from facequant.config.sections import DatasetConfig
+from facequant.config.settings import default_lfw_root
+from facequant.data.download import SIZE, fetch_lfw
 
 log = logging.getLogger(__name__)
 
@@ -124,34 +126,36 @@ def _find_layout(root: Path, cfg: DatasetConfig) -> tuple[Path, Path] | None:
     return None
 
 
-def _download(root: Path) -> None:
-    """Fetch LFW (funneled) with scikit-learn's fetcher, which knows the current mirrors."""
-    from sklearn.datasets import fetch_lfw_pairs
-
-    log.info("LFW not found under %s; downloading it with scikit-learn", root)
-    try:
-        fetch_lfw_pairs(subset="10_folds", data_home=str(root), funneled=True, download_if_missing=True)
-    except Exception as exc:  # network errors come in many types
-        raise DatasetError(
-            f"LFW is not under {root} and downloading it failed ({type(exc).__name__}: {exc}). "
-            f"Put pairs.txt and the images folder (one of {', '.join(IMAGE_DIRS)}) in {root}, "
-            "or point dataset.root at a folder that has them."
-        ) from exc
+def may_download(cfg: DatasetConfig, root: Path) -> bool:
+    """dataset.download=auto downloads into the default root only, so a mistyped root is never filled; true
+    downloads into any root."""
+    return cfg.download is True or (cfg.download == "auto" and root == default_lfw_root())
 
 
 def load_lfw(cfg: DatasetConfig) -> Dataset:
-    """Locate, download if allowed, parse and check LFW; every pair image must exist."""
+    """Locate, download where allowed, parse and check LFW; every pair image must exist."""
     root = Path(cfg.root).expanduser()
     layout = _find_layout(root, cfg)
-    if layout is None and cfg.download:
-        _download(root)
+    if layout is None and may_download(cfg, root):
+        try:
+            fetch_lfw(root)
+        except OSError as exc:  # offline, a damaged download, a folder in the way
+            raise DatasetError(
+                f"LFW is not under {root}, and downloading it there failed ({exc}). Either give a local copy: "
+                f"dataset.root=<the folder that holds {cfg.pairs} and one of {', '.join(IMAGE_DIRS)}>; or run once "
+                f"on a machine with internet, which downloads LFW ({SIZE}) into {root}."
+            ) from exc
         layout = _find_layout(root, cfg)
     if layout is None:
         raise DatasetError(
             f"LFW not found: {root} has no {cfg.pairs} beside an images folder "
-            f"({cfg.images or ' / '.join(IMAGE_DIRS)}). "
-            "Set dataset.root to a folder that holds them"
-            + (" (downloading was tried and failed)." if cfg.download else ", or dataset.download=true to fetch them.")
+            f"({cfg.images or ' / '.join(IMAGE_DIRS)}). Set dataset.root to the folder that holds them. "
+            + (
+                "dataset.download=false: set it to true to download LFW there."
+                if cfg.download is False
+                else f"LFW is downloaded only into the default root ({default_lfw_root()}, when dataset.root is not "
+                "given), or into any root with dataset.download=true."
+            )
         )
     pairs_path, images_dir = layout
     pairs = parse_pairs(pairs_path)

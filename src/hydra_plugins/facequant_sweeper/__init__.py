@@ -12,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facequant import tracking
 from facequant.config.running import MlflowConfig
-from facequant.job.sweep import absolute_sweep_dir, check_launcher, distinct_jobs, hand_off
+from facequant.job.expected import reported
+from facequant.job.sweep import absolute_sweep_dir, check_launcher, check_ray, distinct_jobs, hand_off
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +39,36 @@ class FacequantSweeper(BasicSweeper):
         return config
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
-        """Check the launcher against the tracking store before Hydra instantiates it."""
-        check_launcher(
-            config.hydra.runtime.choices.get("hydra/launcher", "basic"),
-            config.hydra.launcher._target_,
-            str(config.mlflow.tracking_uri),
-        )
+        """Check the launcher against the tracking store, and a Ray launcher's cluster, before Hydra instantiates
+        it."""
+        with reported():
+            check_launcher(
+                config.hydra.runtime.choices.get("hydra/launcher", "basic"),
+                config.hydra.launcher._target_,
+                str(config.mlflow.tracking_uri),
+            )
+            if "ray" in config.hydra.launcher:
+                check_ray(OmegaConf.select(config.hydra.launcher, "ray.init.address"))
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
+        """Compose and pre-flight every distinct job before any run exists, then run them under one parent; an
+        expected error (in the pre-flight or a job) ends the command with its message and status 2."""
+        with reported():
+            return self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
         (all_jobs,) = self.split_arguments(overrides, None)
         loader = self.hydra_context.config_loader
-        jobs, dropped = distinct_jobs(
+        jobs, settings, dropped = distinct_jobs(
             all_jobs, lambda job: self._task_config(loader.load_sweep_config(self.config, job))
         )
+        from facequant.job.preflight import preflight  # imports torch: not on every Hydra command, which loads this
+
+        preflight(settings)
         sweep_dir = Path(self.config.hydra.sweep.dir).absolute()
         with open_dict(self.config):  # launchers compose each job from these overrides, so it lands here too
             self.config.hydra.sweep.dir = str(sweep_dir)

@@ -23,7 +23,7 @@ def settings(*overrides):
 def test_defaults():
     s = settings()
     assert (s.model.name, s.quant.mode, s.calibration) == ("vggface2", "fp32", None)
-    assert s.dataset.folds == 10 and s.dataset.download is False
+    assert s.dataset.folds == 10 and s.dataset.download == "auto"
     assert s.align.selection_method == "center_weighted_size" and s.align.image_size == 160
     assert s.mlflow.tracking_uri.startswith("sqlite:///") or s.mlflow.tracking_uri
 

@@ -1,6 +1,6 @@
 """Weight loading paths (no download needed) and input preprocessing."""
 
-import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,19 +20,27 @@ def torch_home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_offline_vggface2_names_the_file_and_the_offline_option(torch_home, monkeypatch):
-    import facenet_pytorch.models.utils.download as download
-
-    def offline(url, dst, *a, **k):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(download, "download_url_to_file", offline)
+def test_offline_vggface2_names_the_file_and_the_offline_option(offline, tmp_path):
     with pytest.raises(WeightsError) as err:
         load_model(ModelConfig(name="vggface2", preprocess="fixed", weights_dir="unused"))
     message = str(err.value)
-    assert "20180402-114759-vggface2.pt" in message
-    assert str(torch_home / "checkpoints") in message
+    assert "cannot download the vggface2 weights (cannot fetch http://127.0.0.1:9/" in message
+    assert f"Put 20180402-114759-vggface2.pt in {tmp_path / 'torch' / 'checkpoints'}" in message
     assert "model=msceleb128" in message
+    assert not (tmp_path / "torch" / "checkpoints" / "20180402-114759-vggface2.pt").exists()
+
+
+def test_the_torch_cache_is_where_facenet_pytorch_keeps_it(tmp_path, monkeypatch):
+    from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
+
+    from facequant.models.checkpoints import torch_home
+
+    for env in ({"TORCH_HOME": str(tmp_path / "t")}, {"XDG_CACHE_HOME": str(tmp_path / "x")}, {}):
+        for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert torch_home() == Path(get_torch_home())
 
 
 def test_file_model_infers_the_embedding_size(tmp_path):
