@@ -90,3 +90,12 @@ def test_a_mistyped_root_never_downloads(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match=r"LFW not found: .*typo.*dataset.download=true to fetch them"):
         load_lfw(DatasetConfig(root=str(tmp_path / "typo")))
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_pairs_file_with_a_bom_and_crlf_is_the_same_data(tmp_path):
+    make_lfw(tmp_path)
+    official = load_lfw(DatasetConfig(root=str(tmp_path), folds=1))
+    text = (tmp_path / "pairs.txt").read_text()
+    (tmp_path / "pairs.txt").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    windows = load_lfw(DatasetConfig(root=str(tmp_path), folds=1))
+    assert windows.pairs == official.pairs and windows.fingerprint == official.fingerprint
