@@ -3,20 +3,14 @@ edited after a run, and a sweep killed with SIGKILL. Each ends in a clear state,
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
 from facequant.schema import Metric, Tag
-from helpers import REPO, all_runs, colour_model, job_runs, main, main_overrides, run_compare
+from helpers import colour_model, job_runs, main
 
 # Folder identity -> the LFW person whose first three photos it holds; Eve's are washed out to near white, Zed is a
 # singleton that dataset.calibration_pool=1 reserves.
