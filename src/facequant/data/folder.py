@@ -11,6 +11,7 @@ from facequant.cache.files import key_of
 from facequant.config.sections import DatasetConfig
 from facequant.data.images import IMAGE_SUFFIXES, ImageError, image_sha256
 from facequant.data.lfw import Dataset, DatasetError, Pair, identity_of, pairs_digest
+from facequant.data.links import link_out
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,11 @@ def load_folder(cfg: DatasetConfig) -> Dataset:
     if not root.is_dir():
         raise DatasetError(f"dataset.root={cfg.root}: no such folder; point it at a folder of <identity>/<image> files")
     images = list_images(root)
+    paths = [root / name for name in images]
+    if cfg.pairs:
+        paths.append(root / cfg.pairs)
+    if not cfg.follow_symlinks and (refused := link_out(root, paths)):
+        raise DatasetError(refused)
     identities = {identity_of(name) for name in images}
     if len(identities) < 2:
         raise DatasetError(

@@ -15,6 +15,7 @@ import numpy as np
 
 from facequant.cache.files import key_of
 from facequant.config.sections import DatasetConfig
+from facequant.data.links import link_out
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,10 @@ def load_lfw(cfg: DatasetConfig) -> Dataset:
             f"{len(missing)} image(s) named in {pairs_path} are missing from {images_dir}, e.g. {missing[0]}"
         )
     images = tuple(sorted(os.path.relpath(p, images_dir) for p in images_dir.rglob("*.jpg")))
+    used = sorted(set(images).union(*((p.left, p.right) for p in pairs)))
+    read = [pairs_path, images_dir, *(os.path.join(images_dir, name) for name in used)]
+    if not cfg.follow_symlinks and (refused := link_out(root, read)):
+        raise DatasetError(refused)
     digest = hashlib.sha256(normalised_text(pairs_path)).hexdigest()
     return Dataset("lfw", images_dir, pairs_path, pairs, images, f"{digest[:16]}-{len(images)}")
 
