@@ -3,6 +3,13 @@ edited after a run, and a sweep killed with SIGKILL. Each ends in a clear state,
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +17,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from facequant.schema import Metric, Tag
-from helpers import colour_model, job_runs, main
+from helpers import REPO, all_runs, colour_model, job_runs, main, main_overrides, run_compare
 
 # Folder identity -> the LFW person whose first three photos it holds; Eve's are washed out to near white, Zed is a
 # singleton that dataset.calibration_pool=1 reserves.
@@ -68,3 +75,42 @@ def test_editing_an_external_data_file_is_another_model(faces, tmp_path):
     assert list(runs[f"metrics.{Metric.EVAL_CACHED}"]) == [0, 0]  # the edited weights are not scored from the cache
     assert runs["params.model_info.weights_sha256"].nunique() == 2
     assert runs[f"metrics.{Metric.GENUINE_MEAN}"].nunique() == 2
+
+
+def test_a_sweep_killed_with_sigkill_is_ended_failed_by_the_next_compare(lfw_root, tmp_path):
+    """The sweep dies aligning LFW's first fold, its parent and job runs RUNNING; compare.py ends them."""
+    model = colour_model(tmp_path / "colour.onnx", 160)
+    cmd = [sys.executable, str(REPO / "src" / "main.py"), "-m", *main_overrides(tmp_path), *COLOUR]
+    sweep = subprocess.Popen(
+        [*cmd, f"model.path={model}", "quant=fp32"], cwd=tmp_path, start_new_session=True, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and sweep.poll() is None:
+            time.sleep(0.5)
+            if (tmp_path / "mlflow.db").exists() and _running(tmp_path) == 2:  # the parent and its job
+                break
+        assert sweep.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+    assert sweep.returncode == -signal.SIGKILL
+    proc = run_compare(tmp_path, f"out={tmp_path / 'report'}")
+    runs = all_runs(tmp_path)
+    assert list(runs.status) == ["FAILED", "FAILED"], proc.stderr[-3000:]
+    assert all(
+        error.startswith(f"process died: its process ({socket.gethostname()}, pid {sweep.pid})")
+        for error in runs[f"tags.{Tag.ERROR}"]
+    )
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "fp32 (FAILED: process died" in report and "no error recorded" not in report
+
+
+def _running(workdir: Path) -> int:
+    """How many runs of workdir/mlflow.db are RUNNING, read with sqlite3: an MLflow client would migrate the schema
+    the sweep is still creating."""
+    try:
+        with sqlite3.connect(workdir / "mlflow.db") as db:
+            return db.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
+    except sqlite3.OperationalError:  # no tables yet
+        return 0
