@@ -25,7 +25,16 @@ from .entrypoints import (
     share_aligned,
 )
 from .images import EXIF_ORIENTATION, box_iou, make_lfw, people_tree, photo, truncated_jpeg, write_pairs
-from .onnx_models import SENSITIVE, SPEC, nhwc_bgr, onnx_config, synthetic, tiny_model, unrunnable_model
+from .onnx_models import (
+    SENSITIVE,
+    SPEC,
+    colour_model,
+    nhwc_bgr,
+    onnx_config,
+    synthetic,
+    tiny_model,
+    unrunnable_model,
+)
 from .paths import LFW_ROOT, REPO, WEIGHTS_DIR, absent, need_lfw, need_weights
 from .records import (
     ARCHITECTURE,
@@ -65,6 +74,7 @@ __all__ = [
     "absent",
     "all_runs",
     "cells",
+    "colour_model",
     "create_store",
     "fake_run",
     "fp32",

@@ -107,3 +107,39 @@ def unrunnable_model(path):
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def colour_model(path: Path, size: int, nan_above: float | None = None, weights: str | None = None) -> Path:
+    """An embedding model of aligned size x size NCHW faces: (mean colour @ w + 1), 4-d. With nan_above, times
+    sqrt(nan_above - brightness), so faces brighter than that (after preprocessing) get NaN embeddings; with
+    weights, w is stored in that external-data file beside the model."""
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["colour"], axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["colour", "w"], ["mixed"]),
+        helper.make_node("Add", ["mixed", "one"], ["raw" if nan_above is not None else "embedding"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(3, 4) / 10 - 0.5, "w"),
+        numpy_helper.from_array(np.ones(4, np.float32), "one"),
+    ]
+    if nan_above is not None:
+        nodes += [
+            helper.make_node("ReduceMean", ["colour"], ["brightness"], axes=[1], keepdims=1),
+            helper.make_node("Sub", ["limit", "brightness"], ["room"]),
+            helper.make_node("Sqrt", ["room"], ["gate"]),  # NaN where the face is brighter than the limit
+            helper.make_node("Mul", ["raw", "gate"], ["embedding"]),
+        ]
+        initializers.append(numpy_helper.from_array(np.array(nan_above, np.float32), "limit"))
+    graph = helper.make_graph(
+        nodes,
+        "colour",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 4])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if weights is None:
+        onnx.save(model, str(path))
+    else:
+        onnx.save(model, str(path), save_as_external_data=True, location=weights, size_threshold=0)
+    return path

@@ -167,6 +167,27 @@ def test_register_puts_the_alias_and_the_evidence_on_the_recommended_version(fak
     assert embedding.shape == (4,) and abs(np.linalg.norm(embedding) - 1) < 1e-5
 
 
+def test_registering_a_sweep_again_reuses_its_version_and_moves_the_alias_back(fake_sweep, tmp_path):
+    client, experiment, first = fake_sweep
+    second = client.create_run(experiment, run_name="sweep", tags={Tag.SWEEP: "true"}).info.run_id
+    client.set_terminated(second, "FINISHED")
+    picked = {}
+    for parent, latency in ((first, 6.0), (second, 5.0)):
+        fake_run(client, experiment, parent, "fp32", "fp32", 0.9927, 0.97, 86.98, 18.0)
+        picked[parent] = fake_run(client, experiment, parent, "static", "static", 0.9925, 0.97, 22.57, latency)
+        log_tiny_onnx(picked[parent], tmp_path)
+    outs = []
+    for parent in (first, second, first):
+        proc = run_compare(tmp_path, f"sweep={parent}", f"out={tmp_path / parent}", "register=facenet-test")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outs.append(proc.stdout)
+    assert "registered static as facenet-test version 1" in outs[0] and "version 2" in outs[1]
+    assert "static is already facenet-test version 1; alias int8-recommended now points at it" in outs[2]
+    versions = client.search_model_versions("name = 'facenet-test'")
+    assert sorted((str(v.version), v.run_id) for v in versions) == [("1", picked[first]), ("2", picked[second])]
+    assert str(client.get_model_version_by_alias("facenet-test", "int8-recommended").version) == "1"
+
+
 def test_nothing_is_registered_when_the_rule_refuses_every_variant(fake_sweep, tmp_path):
     client, experiment, parent = fake_sweep
     fake_run(client, experiment, parent, "fp32", "fp32", 0.9927, 0.97, 86.98, 18.0)

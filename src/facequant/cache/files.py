@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import os
+import socket
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
@@ -42,15 +45,28 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def _remove_stale(target: Path) -> None:
+    """Remove target's temporary files left by writers on this host whose process is gone (kill -9, an OOM kill):
+    each temporary file names its writer, `.<entry>.<host>-<pid>.<random>.tmp`."""
+    head, here = f".{target.name}.", socket.gethostname()
+    for tmp in target.parent.glob(f"{glob.escape(head)}*.tmp"):
+        host, _, pid = tmp.name[len(head) : -len(".tmp")].rpartition(".")[0].rpartition("-")
+        if host == here and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            log.info("removing %s, left by process %s, which is gone", tmp, pid)
+            tmp.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside target; it replaces target only if the block succeeds.
 
     mkstemp creates files 0600; the entry gets the mode the umask gives any new file, so a shared cache is
-    readable by its other users.
+    readable by its other users. Temporary files of target that a dead writer on this host left are removed.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    _remove_stale(target)
+    writer = f"{socket.gethostname()}-{os.getpid()}"
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{writer}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)

@@ -117,6 +117,7 @@ class DatasetConfig:
     identities: int | None = None  # all: evaluate a seeded subset of this many identities (quick runs)
     seed: int = 0  # all: the draw of the calibration identities and of the subset
     skip_unreadable: bool = False  # true: images Pillow cannot decode are left out and counted, not an error
+    follow_symlinks: bool = False  # true: read symbolic links in root that lead outside it (else refused)
 
     def __post_init__(self) -> None:
         if not 1 <= self.folds <= 10:

@@ -109,6 +109,7 @@ class Settings:
         data = {key: value for key, value in self.as_dict().items() if key not in transient}
         if self.eval.flip:  # runs without it keep their earlier keys
             data["eval_flip"] = True
+        data["dataset"].pop("follow_symlinks")  # where the files are read from, not which: keys stay as they were
         data["quant"] = self.quant.effective()
         if self.quant.exclude:
             data["gate"] = asdict(self.exclusion)  # the key variants searched under the block's earlier name keep

@@ -7,10 +7,11 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from facequant.cache.files import key_of, sha256_file
+from facequant.cache.files import key_of
 from facequant.config.sections import DatasetConfig
 from facequant.data.images import IMAGE_SUFFIXES, ImageError, image_sha256
-from facequant.data.lfw import Dataset, DatasetError, Pair, identity_of
+from facequant.data.lfw import Dataset, DatasetError, Pair, identity_of, pairs_digest
+from facequant.data.links import link_out
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +117,18 @@ def load_folder(cfg: DatasetConfig) -> Dataset:
     if not root.is_dir():
         raise DatasetError(f"dataset.root={cfg.root}: no such folder; point it at a folder of <identity>/<image> files")
     images = list_images(root)
+    paths = [root / name for name in images]
+    if cfg.pairs:
+        paths.append(root / cfg.pairs)
+    if not cfg.follow_symlinks and (refused := link_out(root, paths)):
+        raise DatasetError(refused)
     identities = {identity_of(name) for name in images}
     if len(identities) < 2:
         raise DatasetError(
             f"{root} holds images of {len(identities)} identit{'y' if len(identities) == 1 else 'ies'}; "
             "verification needs at least 2 folders of <identity>/<image> files"
         )
-    pairs_path, pairs, pairs_digest = None, (), ""
+    pairs_path, pairs, pairs_key = None, (), ""
     if cfg.pairs:
         pairs_path = root / cfg.pairs
         if not pairs_path.is_file():
@@ -139,6 +145,6 @@ def load_folder(cfg: DatasetConfig) -> Dataset:
                 f"{pairs_path}: {counts[0]} genuine and {counts[1]} impostor pairs in one fold; its 10-fold accuracy "
                 "needs at least 10 of each: add pairs, or give a fold column"
             )
-        pairs_digest = sha256_file(pairs_path)
-    fingerprint = f"{key_of([_contents(root, images), pairs_digest])[:16]}-{len(images)}"
+        pairs_key = pairs_digest(pairs)  # the parsed rows: a BOM, CRLF, quoting or ./ prefixes change nothing
+    fingerprint = f"{key_of([_contents(root, images), pairs_key])[:16]}-{len(images)}"
     return Dataset("folder", root, pairs_path, pairs, images, fingerprint)

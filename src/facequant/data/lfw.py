@@ -3,6 +3,7 @@ held-out calibration pool."""
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
@@ -16,6 +17,7 @@ from facequant.cache.files import key_of
 from facequant.config.sections import DatasetConfig
 from facequant.config.settings import default_lfw_root
 from facequant.data.download import SIZE, fetch_lfw
+from facequant.data.links import link_out
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ def image_name(person: str, index: str, line_no: int, path: Path) -> str:
 
 def parse_pairs(path: Path) -> tuple[Pair, ...]:
     """Parse an LFW View 2 pairs file: a 'folds n' header, then per fold n genuine and n impostor lines."""
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM (as Windows editors save) is not the header
     if not lines:
         raise DatasetError(f"{path}: empty pairs file; expected a header line like '10\\t300'")
     header = lines[0].split()
@@ -168,8 +170,18 @@ def load_lfw(cfg: DatasetConfig) -> Dataset:
             f"{len(missing)} image(s) named in {pairs_path} are missing from {images_dir}, e.g. {missing[0]}"
         )
     images = tuple(sorted(os.path.relpath(p, images_dir) for p in images_dir.rglob("*.jpg")))
-    digest = hashlib.sha256(pairs_path.read_bytes()).hexdigest()
+    used = sorted(set(images).union(*((p.left, p.right) for p in pairs)))
+    read = [pairs_path, images_dir, *(os.path.join(images_dir, name) for name in used)]
+    if not cfg.follow_symlinks and (refused := link_out(root, read)):
+        raise DatasetError(refused)
+    digest = hashlib.sha256(normalised_text(pairs_path)).hexdigest()
     return Dataset("lfw", images_dir, pairs_path, pairs, images, f"{digest[:16]}-{len(images)}")
+
+
+def normalised_text(path: Path) -> bytes:
+    """The file's bytes without a UTF-8 BOM and with LF line ends: the same pairs saved by another editor have one
+    fingerprint, and the official LF file keeps its own."""
+    return path.read_bytes().removeprefix(codecs.BOM_UTF8).replace(b"\r\n", b"\n")
 
 
 def pairs_digest(pairs: tuple[Pair, ...]) -> str:

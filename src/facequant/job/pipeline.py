@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 
 from facequant import tracking
-from facequant.cache.files import sha256_file
 from facequant.cache.layout import CacheLayout
 from facequant.config.settings import Settings
 from facequant.job.artifacts import all_artifacts, drift_artifacts, pairs_artifacts
@@ -35,7 +34,7 @@ from facequant.job.stages import (
 from facequant.job.stages_all import FAR_NOTE as ALL_FAR_NOTE
 from facequant.job.stages_all import AllEvaluation, compare_all, evaluate_all
 from facequant.machine import environment, git_commit, machine_info
-from facequant.models.export import OPSET
+from facequant.models.export import OPSET, model_sha256
 from facequant.onnxmodel import InputSpec
 from facequant.quant.saturation import saturating_nodes, saturation
 from facequant.quant.sensitivity import artifacts, measure, sensitivity_metrics, summary
@@ -197,7 +196,7 @@ def _run(settings: Settings) -> dict[str, float]:
 
     tracking.log_params(
         {
-            Param.ONNX_SHA256: sha256_file(variant),
+            Param.ONNX_SHA256: model_sha256(variant),
             Param.INPUT_CONTRACT: spec.contract(settings.align.image_size),
             Param.INPUT_SPEC: json.dumps(asdict(spec) | {"image_size": settings.align.image_size}),
         }

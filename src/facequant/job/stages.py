@@ -28,10 +28,11 @@ from facequant.config.target import Arithmetic
 from facequant.data.align import Aligned, ensure_aligned, face_set, load_aligned
 from facequant.data.lfw import Dataset, Pair, identity_index, pairs_digest
 from facequant.data.selection import select
+from facequant.evaluation.finite import check_finite
 from facequant.evaluation.paired import embedding_drift, paired_metrics
 from facequant.evaluation.verification import Verification, cosine_scores, verification_metrics
 from facequant.models.backbones import ModelInfo, load_model
-from facequant.models.export import export_onnx, model_identity, onnx_file
+from facequant.models.export import export_onnx, model_identity, model_sha256, onnx_file
 from facequant.onnxmodel import InputSpec
 from facequant.quant.quantize import build_variant, fit_ranges, pre_process, quantizer, weights_of
 from facequant.quant.saturation import saturating_nodes, saturation
@@ -269,7 +270,7 @@ def embed_faces(
     flip = data.settings.eval.flip
     feeding = spec.describe() + (" +flip" if flip else "")  # entries without flip keep their earlier keys
     engine_name = runtime.name(engine, arithmetic)
-    identity = ScoresIdentity(sha256_file(model), feeding, pairs, data.faces_id.key, engine_name)
+    identity = ScoresIdentity(model_sha256(model), feeding, pairs, data.faces_id.key, engine_name)
     path = data.layout.scores(identity)
     with exclusive(path):
         cached = load_npz(path, ("fallbacks", "embeddings"))
@@ -287,6 +288,7 @@ def evaluate_model(
     """Pair scores and metrics of a model file on a runtime (or a target's emulated arithmetic), from its (cached)
     embeddings."""
     emb, fallbacks, cached = embed_faces(data, model, spec, engine, arithmetic)
+    check_finite(emb, data.names, model)
     index = {name: i for i, name in enumerate(data.names)}
     left = np.array([index[p.left] for p in data.pairs])
     right = np.array([index[p.right] for p in data.pairs])

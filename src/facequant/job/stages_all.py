@@ -11,6 +11,7 @@ import numpy as np
 from facequant.config.running import RuntimeConfig
 from facequant.config.target import Arithmetic
 from facequant.evaluation.allpairs import Scan, bootstrap_tar_drops, scan
+from facequant.evaluation.finite import check_finite
 from facequant.evaluation.paired import embedding_drift, flip_metrics
 from facequant.job.stages import EvalData, Paired, embed_faces
 from facequant.onnxmodel import InputSpec
@@ -83,6 +84,7 @@ def evaluate_all(
     arithmetic; with FP32's evaluation as reference, also count the decisions that flip at FP32's FAR thresholds
     in the same pass."""
     emb, fallbacks, cached = embed_faces(data, model, spec, engine, arithmetic)
+    check_finite(emb, data.names, model)
     thresholds = {}
     if reference is not None:
         thresholds = {f: reference.scan.threshold(f) for f in FLIPS_AT_FAR if reference.scan.resolvable(f)}

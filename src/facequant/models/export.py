@@ -3,14 +3,17 @@ or model=onnx's file as it is."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 from torch import nn
 
 from facequant.cache.files import atomic_path, exclusive, sha256_file, verified_file, write_file_record
@@ -94,6 +97,35 @@ def parity(net: nn.Module, onnx_path: Path, sample: np.ndarray) -> float:
     return float(np.abs(expected - got).max())
 
 
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor stored in the graph: initializers, and tensors in node attributes and subgraphs."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            yield from ([attr.t] if attr.HasField("t") else [])
+            yield from attr.tensors
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _tensors(sub)
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """The external-data files an ONNX file keeps its weights in (a model over 2 GB must), sorted."""
+    model = onnx.load(str(path), load_external_data=False)
+    names = {ExternalDataInfo(t).location for t in _tensors(model.graph) if uses_external_data(t)}
+    return sorted(path.parent / name for name in names)
+
+
+def model_sha256(path: Path) -> str:
+    """The sha256 of the ONNX file and of every external-data file it names, so an edited weights file is another
+    model; a file without external data keeps its plain sha256, and so every key derived from it."""
+    digest = sha256_file(path)
+    external = external_data_files(path)
+    if not external:
+        return digest
+    parts = [digest] + [f"{file.relative_to(path.parent)}:{sha256_file(file)}" for file in external]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def onnx_file(cfg: ModelConfig, spec: InputSpec, sample: np.ndarray) -> tuple[Path, ModelInfo, ModelIdentity]:
     """model=onnx: the file is the FP32 model as it is, identified by its sha256 and how it is fed, so cached
     variants and scores follow its content; one run on real faces checks it gives one embedding per face."""
@@ -108,7 +140,7 @@ def onnx_file(cfg: ModelConfig, spec: InputSpec, sample: np.ndarray) -> tuple[Pa
         embedding_size=size,
         preprocess=described,
         weights_path=str(path),
-        weights_sha256=sha256_file(path),
+        weights_sha256=model_sha256(path),
         architecture=f"ONNX file ({iface.producer}, opset {iface.opset})",
         input=f"float32 {spec.layout} {spec.channel_order} {cfg.input_size}x{cfg.input_size} at '{spec.input}' after "
         f"preprocessing; embedding from output '{spec.output}'",

@@ -159,8 +159,8 @@ def register_recommended(result: Comparison, name: str, alias: str, rule: Rule) 
     model = best.run.param(Param.MODEL_NAME)
     fp32 = next((r for r in result.runs if r.is_baseline and r.finished and r.param(Param.MODEL_NAME) == model), None)
     tags = evidence(best, rule, result.sweep) | deployment_tags(best, fp32, result.everything, result.thresholds)
-    version = tracking.register(best.run, name, alias, tags)
-    return (
-        f"registered {result.recommended.label} as {name} version {version}, alias {alias}: "
-        f"load it with mlflow.onnx.load_model('models:/{name}@{alias}')"
-    )
+    version, new = tracking.register(best.run, name, alias, tags)
+    load = f"load it with mlflow.onnx.load_model('models:/{name}@{alias}')"
+    if not new:
+        return f"{best.label} is already {name} version {version}; alias {alias} now points at it: {load}"
+    return f"registered {best.label} as {name} version {version}, alias {alias}: {load}"

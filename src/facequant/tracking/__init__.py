@@ -1,6 +1,7 @@
 """Every MLflow call of the project: the store (store), runs that always end (runs), logging into the active run
 (log), datasets as run inputs (inputs), reading runs back as records (records), and the model registry (registry)."""
 
+from facequant.tracking.dead import end_dead_runs
 from facequant.tracking.inputs import (
     log_calibration_set,
     log_evaluation_set,
@@ -38,6 +39,7 @@ __all__ = [
     "TrackingError",
     "child_runs",
     "download_artifact",
+    "end_dead_runs",
     "end_lost_runs",
     "flatten",
     "handle_sigterm",

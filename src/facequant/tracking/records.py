@@ -13,6 +13,7 @@ from mlflow.exceptions import MlflowException
 
 from facequant.config.running import MlflowConfig
 from facequant.schema import REPORT_DIR, RunRecord, Tag
+from facequant.tracking.dead import end_dead_runs
 from facequant.tracking.store import use_store
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def select_runs(
         if not sweeps:
             latest = _search(experiment_id, f"tags.{Tag.SWEEP} = 'true'", order="DESC", limit=1)
             sweeps = [latest[0].run_id] if latest else []
+    end_dead_runs(experiment_id)  # runs a killed process left RUNNING are reported as FAILED, with the reason
     parents = [] if sweeps == [ALL_SWEEPS] else sweeps
     runs = []
     try:

@@ -16,6 +16,7 @@ import mlflow
 from facequant.config.running import MlflowConfig
 from facequant.machine import git_commit
 from facequant.schema import Param, RunRecord, Tag
+from facequant.tracking.dead import end_dead_runs
 from facequant.tracking.inputs import log_sweep_inputs
 from facequant.tracking.records import child_runs
 from facequant.tracking.store import _experiment_id, ui_link, use_store
@@ -44,6 +45,11 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:5000] if str(exc) else type(exc).__name__
 
 
+def _where() -> dict[str, str]:
+    """The host and process of a run, so that a later process on this host can tell whether it still runs."""
+    return {Tag.HOST: socket.gethostname(), Tag.PID: str(os.getpid())}
+
+
 @contextmanager
 def job_run(
     cfg: MlflowConfig, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
@@ -53,13 +59,14 @@ def job_run(
     use_store(cfg.tracking_uri)
     outer = parent_run_id or os.environ.get("MLFLOW_RUN_ID")
     client = mlflow.MlflowClient()
-    if outer:
-        mlflow.set_experiment(experiment_id=client.get_run(outer).info.experiment_id)
-    else:
-        mlflow.set_experiment(experiment_id=_experiment_id(client, cfg.experiment))
-    where = {Tag.HOST: socket.gethostname(), Tag.PID: str(os.getpid())}
+    experiment_id = client.get_run(outer).info.experiment_id if outer else _experiment_id(client, cfg.experiment)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    end_dead_runs(experiment_id)
     run = mlflow.start_run(
-        run_name=run_name, tags=dict(tags) | where, parent_run_id=parent_run_id, log_system_metrics=cfg.system_metrics
+        run_name=run_name,
+        tags=dict(tags) | _where(),
+        parent_run_id=parent_run_id,
+        log_system_metrics=cfg.system_metrics,
     )
     try:
         yield run.info.run_id
@@ -88,13 +95,16 @@ def sweep_run(cfg: MlflowConfig, overrides: str, sweep_dir: str, jobs: int, drop
     }
     parent = os.environ.pop("MLFLOW_RUN_ID", None)  # a child must not resume the run `mlflow run` made
     if parent:
-        experiment_id = client.get_run(parent).info.experiment_id
-        for key, value in tags.items():
+        run = client.get_run(parent)
+        experiment_id = run.info.experiment_id
+        end_dead_runs(experiment_id)
+        for key, value in (tags | {k: v for k, v in _where().items() if k not in run.data.tags}).items():
             client.set_tag(parent, key, value)
     else:
         name = "sweep " + time.strftime("%Y-%m-%d %H:%M:%S")
         experiment_id = _experiment_id(client, cfg.experiment)
-        parent = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        end_dead_runs(experiment_id)
+        parent = client.create_run(experiment_id, run_name=name, tags=tags | _where()).info.run_id
     client.log_param(parent, Param.SWEEP_DIR, sweep_dir)
     log.info("sweep parent run %s: %d job(s), %d repeat(s) dropped", parent, jobs, dropped)
     status = "FAILED"

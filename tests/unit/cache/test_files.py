@@ -6,6 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -48,6 +52,29 @@ def test_a_failed_write_keeps_the_old_entry_and_leaves_no_temporary_file(tmp_pat
         raise RuntimeError("disk full")
     assert target.read_bytes() == b"first"
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.onnx"]
+
+
+KILLED_WRITER = """
+import os, sys
+from pathlib import Path
+from facequant.cache.files import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_bytes(b"half an entry")
+    os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_killed_writers_temporary_file_is_removed_when_its_entry_is_next_built(tmp_path):
+    target = tmp_path / "model.onnx"
+    assert subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)]).returncode == -9
+    (orphan,) = tmp_path.glob(".model.onnx.*.tmp")
+    live = tmp_path / f".model.onnx.{socket.gethostname()}-{os.getpid()}.abc.tmp"  # a writer still at work
+    remote = tmp_path / ".model.onnx.worker-7-1.abc.tmp"  # another machine's, on a shared cache
+    for tmp in (live, remote):
+        tmp.write_bytes(b"")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and not orphan.exists() and live.exists() and remote.exists()
 
 
 def test_json_entries_round_trip_and_a_damaged_one_is_removed_with_its_path_logged(tmp_path, caplog):

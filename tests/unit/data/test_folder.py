@@ -134,3 +134,20 @@ def test_folder_config_refuses_contradictions():
         DatasetConfig(root="x", name="folder", protocol="pairs", pairs=None)
     with pytest.raises(ConfigError, match="not used under dataset.protocol=all"):
         DatasetConfig(root="x", name="folder", protocol="all", pairs="pairs.csv")
+
+
+def test_one_pairs_csv_saved_three_ways_has_one_fingerprint(tree):
+    """A BOM and CRLF (as Windows editors save), './' prefixes and quotes are not other pairs."""
+    rows = [("Alice/plain.jpg", "Alice/grey.png", 1, 1), ("Alice/plain.jpg", "Bob/a.jpg", 0, 2)]
+    plain = "".join(f"{a},{b},{y},{f}\n" for a, b, y, f in rows)
+    texts = {
+        "plain.csv": ("left,right,label,fold\n" + plain).encode(),
+        "windows.csv": b"\xef\xbb\xbf" + ("left,right,label,fold\n" + plain).replace("\n", "\r\n").encode(),
+        "dotted.csv": ("left,right,label,fold\n" + "".join(f'./{a},"./{b}",{y},{f}\n' for a, b, y, f in rows)).encode(),
+        "other.csv": ("left,right,label,fold\n" + plain.replace("Bob/a.jpg", "Bob/b.gif")).encode(),
+    }
+    prints = {}
+    for name, data in texts.items():
+        (tree / name).write_bytes(data)
+        prints[name] = load_folder(DatasetConfig(root=str(tree), name="folder", pairs=name, folds=2)).fingerprint
+    assert prints["plain.csv"] == prints["windows.csv"] == prints["dotted.csv"] != prints["other.csv"]

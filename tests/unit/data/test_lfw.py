@@ -66,3 +66,33 @@ def test_names_that_leave_the_images_folder_are_rejected(tmp_path, name):
     text = f"1\t1\nA\t1\t2\n{name}\t1\tC\t2\n"
     with pytest.raises(DatasetError, match=r":3: name .* is not a plain folder name"):
         parse_pairs(write_pairs(tmp_path / "pairs.txt", text))
+
+
+def test_a_pairs_file_with_a_bom_and_crlf_is_the_same_data(tmp_path):
+    make_lfw(tmp_path)
+    official = load_lfw(DatasetConfig(root=str(tmp_path), folds=1))
+    text = (tmp_path / "pairs.txt").read_text()
+    (tmp_path / "pairs.txt").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    windows = load_lfw(DatasetConfig(root=str(tmp_path), folds=1))
+    assert windows.pairs == official.pairs and windows.fingerprint == official.fingerprint
+
+
+def test_a_symlink_out_of_the_root_is_refused_unless_followed(tmp_path):
+    root = make_lfw(tmp_path / "lfw")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "lfw" / "C").rename(elsewhere / "C")
+    (root / "lfw" / "C").symlink_to(elsewhere / "C")  # a folder outside
+    with pytest.raises(DatasetError, match=rf"{root / 'lfw' / 'C'} is a symbolic link out of dataset.root=.* to "):
+        load_lfw(DatasetConfig(root=str(root), folds=1))
+    followed = load_lfw(DatasetConfig(root=str(root), folds=1, follow_symlinks=True))
+    assert followed.pairs[1].right == "C/C_0002.jpg"
+    (root / "lfw" / "C").unlink()
+    (elsewhere / "C").rename(root / "lfw" / "C")
+    (root / "lfw" / "A" / "A_0002.jpg").rename(elsewhere / "A_0002.jpg")
+    (root / "lfw" / "A" / "A_0002.jpg").symlink_to(elsewhere / "A_0002.jpg")  # a file outside
+    with pytest.raises(DatasetError, match=r"A_0002.jpg is a symbolic link out of dataset.root"):
+        load_lfw(DatasetConfig(root=str(root), folds=1))
+    (root / "lfw" / "A" / "A_0002.jpg").unlink()
+    (root / "lfw" / "A" / "A_0002.jpg").symlink_to("../B/B_0001.jpg")  # a link within the root is read
+    assert load_lfw(DatasetConfig(root=str(root), folds=1)).pairs == followed.pairs

@@ -184,3 +184,35 @@ def test_sigterm_ends_the_run_killed_and_keeps_what_was_logged(cfg):
     (run,) = mlflow.search_runs(experiment_names=["t"], output_format="list")
     assert run.info.status == "KILLED" and run.data.tags["error"].startswith("Terminated: SIGTERM")
     assert run.data.metrics["n_pairs"] == 600
+
+
+def test_running_runs_whose_process_on_this_host_is_gone_end_failed(cfg):
+    import socket
+    import subprocess
+    import sys
+
+    from facequant.tracking import end_dead_runs
+
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment("t")
+    here = socket.gethostname()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+
+    def running(host: str, pid: int) -> str:
+        return client.create_run(experiment, tags={Tag.HOST: host, Tag.PID: str(pid)}).info.run_id
+
+    dead, alive, remote = running(here, int(gone.stdout)), running(here, os.getpid()), running("worker-1", 1)
+    reused = running(here, 0)
+    time.sleep(1.5)  # the pid below belongs to a process started after the run: the run's own process is gone
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        client.set_tag(reused, Tag.PID, str(later.pid))
+        assert sorted(end_dead_runs(experiment)) == sorted([dead, reused])
+    finally:
+        later.kill()
+        later.wait()
+    for run_id in (dead, reused):
+        run = client.get_run(run_id)
+        assert run.info.status == "FAILED" and run.data.tags[Tag.ERROR].startswith("process died: its process")
+    assert {client.get_run(r).info.status for r in (alive, remote)} == {"RUNNING"}
