@@ -55,4 +55,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    tracking.hide_credentials()  # before Hydra reads argv and MLFLOW_TRACKING_URI: no file or run may hold a password
     main()
