@@ -112,13 +112,14 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float, ready: tuple[int, ...] = (200,)) -> None:
+    """Until url answers with a status in ready; the server must not exit meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(url, timeout=2).ok:
+            if requests.get(url, timeout=10).status_code in ready:
                 return
         except requests.RequestException:
             pass
@@ -147,6 +148,7 @@ def mlflow_server(
         auth.write_text(
             f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{home / 'basic_auth.db'}\n"
             f"admin_username = {ADMIN}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "auth_cache_ttl_seconds = 60\n"  # else every request hashes the password again: seconds on a busy machine
         )
         cmd += ["--app-name", "basic-auth"]
         env |= {
@@ -161,7 +163,8 @@ def mlflow_server(
     uri = f"http://127.0.0.1:{port}"
     try:
         with _recorded(proc.pid, "TERM"):
-            _wait(f"{uri}/health", proc, log, timeout=180)
+            # the API, not /health, which answers before the API does; 401 is an answer too (authentication on)
+            _wait(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", proc, log, timeout=180, ready=(200, 401))
             yield uri
     finally:
         _stop_group(proc, grace=60)
