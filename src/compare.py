@@ -61,4 +61,5 @@ def _compare(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    tracking.hide_credentials()  # before Hydra reads argv and MLFLOW_TRACKING_URI: no file or run may hold a password
     main()

@@ -7,7 +7,7 @@ from facequant.config.settings import load_settings
 from facequant.job.expected import reported
 from facequant.job.preflight import preflight
 from facequant.schema import Metric
-from facequant.tracking import handle_sigterm
+from facequant.tracking import handle_sigterm, hide_credentials
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -25,4 +25,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    hide_credentials()  # before Hydra reads argv and MLFLOW_TRACKING_URI: no file or run may hold a password
     main()

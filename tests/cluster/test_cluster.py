@@ -1,12 +1,16 @@
 """Sweeps on a Ray cluster logging to an MLflow server on PostgreSQL, all real and on 127.0.0.1 only.
 
 The module starts PostgreSQL (as the postgres user when run as root), `mlflow server` on it with proxied
-artifacts, and a 2-CPU Ray head, and tears them down afterwards.
+artifacts and MLflow's basic authentication, and a 2-CPU Ray head, and tears them down afterwards. The driver
+gets the server's password inside MLFLOW_TRACKING_URI (or the override), the Ray workers in MLflow's own
+variables from the environment of `ray start`, as docs/cluster.md says.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,17 +21,34 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 
 from facequant.schema import Metric, Tag
+from facequant.tracking.credentials import PASSWORD, USERNAME
 from helpers import LFW_ROOT, REPO, main_overrides, share_aligned
-from helpers.services import ServiceMissing, mlflow_server, postgres, ray_head
+from helpers.services import ADMIN, RAY_LOOPBACK, RayHead, ServiceMissing, mlflow_server, postgres, ray_head
 
 
 @dataclass(frozen=True)
 class Cluster:
-    uri: str  # the MLflow tracking server
-    address: str  # the Ray head
+    uri: str  # the MLflow tracking server, without credentials
+    password: str  # of the server's user ADMIN
+    head: RayHead
     artifacts: Path  # where the server stores artifacts; no job writes there itself
+
+    @property
+    def address(self) -> str:
+        return self.head.address
+
+    @property
+    def uri_with_password(self) -> str:
+        return self.uri.replace("http://", f"http://{ADMIN}:{self.password}@")
+
+
+def driver_env(cluster: Cluster) -> dict[str, str]:
+    """A driver's environment: the password only inside MLFLOW_TRACKING_URI, and Ray on loopback."""
+    env = {k: v for k, v in os.environ.items() if k not in (USERNAME, PASSWORD)}
+    return env | RAY_LOOPBACK | {"MLFLOW_TRACKING_URI": cluster.uri_with_password}
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +59,17 @@ def cluster(tmp_path_factory):
             raise ServiceMissing(f"{' and '.join(missing)} not installed: pip install -e '.[ray,server]'")
         root = tmp_path_factory.mktemp("cluster")
         (root / "ray").mkdir()
+        password = "pw-" + secrets.token_urlsafe(12)
+        credentials = {USERNAME: ADMIN, PASSWORD: password}
         with (
             postgres() as backend,
-            mlflow_server(backend, root / "artifacts") as uri,
-            ray_head(root / "ray", 2) as head,
+            mlflow_server(backend, root / "artifacts", admin_password=password) as uri,
+            ray_head(root / "ray", 2, env=credentials) as head,
+            pytest.MonkeyPatch.context() as patch,
         ):
-            yield Cluster(uri, head, root / "artifacts")
+            for key, value in credentials.items():  # for this process's own queries
+                patch.setenv(key, value)
+            yield Cluster(uri, password, head, root / "artifacts")
     except ServiceMissing as exc:
         reason = f"{exc} (the README's set-up installs the extras, .ci/run installs PostgreSQL)"
         if os.environ.get("FACEQUANT_REQUIRE_DATA") == "1":
@@ -61,7 +87,7 @@ def ray_sweep(cluster: Cluster, workdir: Path, *overrides: str) -> subprocess.Po
     base += [f"dataset.root={os.path.relpath(LFW_ROOT, workdir)}", "cache_dir=cache", "hydra.sweep.dir=multirun"]
     cmd = [sys.executable, str(REPO / "src" / "main.py"), "-m", *base, "hydra/launcher=ray"]
     cmd += [f"hydra.launcher.ray.init.address={cluster.address}", *overrides]
-    env = os.environ | {"MLFLOW_TRACKING_URI": cluster.uri}
+    env = driver_env(cluster)
     return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -101,6 +127,24 @@ def ray_workdir(cluster, sweep, tmp_path_factory):
     return workdir, parent, children(df, parent.run_id), proc.pid
 
 
+def test_the_ray_node_is_on_loopback_and_its_address_file_in_its_own_folder(cluster):
+    """The node address Ray reports is 127.0.0.1, and `address=auto` elsewhere on the machine never finds this
+    head: its `ray_current_cluster` file is in the head's temporary folder, removed with it."""
+    script = "import json, ray; ray.init(address=%r); print(json.dumps([n['NodeManagerAddress'] for n in ray.nodes()]))"
+    cmd = [sys.executable, "-c", script % cluster.address]
+    proc = subprocess.run(cmd, env=driver_env(cluster), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == ["127.0.0.1"]
+    assert (cluster.head.temp_dir / "ray_current_cluster").read_text().strip() == cluster.address
+    default = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"  # where address=auto looks
+    assert not default.is_file() or default.read_text().strip() != cluster.address
+
+
+def test_the_server_asks_for_credentials(cluster):
+    response = requests.get(f"{cluster.uri}/api/2.0/mlflow/experiments/search", timeout=10)
+    assert response.status_code == 401
+
+
 def test_every_job_is_a_finished_child_of_one_finished_parent(ray_workdir):
     workdir, parent, kids, driver = ray_workdir
     assert parent.status == "FINISHED" and parent[f"tags.{Tag.SWEEP_JOBS}"] == "2"
@@ -130,8 +174,8 @@ def test_metrics_and_artifacts_are_on_the_server(cluster, ray_workdir):
 
 def test_compare_builds_the_report_from_the_server(cluster, ray_workdir):
     workdir, parent, _, _ = ray_workdir
-    cmd = [sys.executable, str(REPO / "src" / "compare.py"), f"mlflow.tracking_uri={cluster.uri}"]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    cmd = [sys.executable, str(REPO / "src" / "compare.py"), f"mlflow.tracking_uri={cluster.uri_with_password}"]
+    proc = subprocess.run(cmd, cwd=workdir, env=driver_env(cluster), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (workdir / "reports" / parent.run_id / "report.md").read_text()
     assert "| int8_static_qdq_minmax_100 |" in report and "| fp32 |" in report

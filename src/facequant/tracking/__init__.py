@@ -1,6 +1,8 @@
-"""Every MLflow call of the project: the store (store), runs that always end (runs), logging into the active run
-(log), datasets as run inputs (inputs), reading runs back as records (records), and the model registry (registry)."""
+"""Every MLflow call of the project: the store (store), credentials kept out of URIs (credentials), runs that always
+end (runs), logging into the active run (log), datasets as run inputs (inputs), reading runs back as records
+(records), and the model registry (registry)."""
 
+from facequant.tracking.credentials import hide_credentials
 from facequant.tracking.dead import end_dead_runs
 from facequant.tracking.inputs import (
     log_calibration_set,
@@ -43,6 +45,7 @@ __all__ = [
     "end_lost_runs",
     "flatten",
     "handle_sigterm",
+    "hide_credentials",
     "job_run",
     "log_artifacts",
     "log_calibration_set",
