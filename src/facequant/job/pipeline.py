@@ -139,8 +139,11 @@ def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec:
     faces = held_out(data, settings.sensitivity_faces)
     images = str(data.lfw.images_dir)
     tracking.log_sensitivity_set(faces.frame(), f"{settings.dataset.name}-sensitivity", faces.faces_id.key, images)
-    table = measure(quantized.source, quantized.path, faces.faces, spec)
-    agreement = kernel_agreement(quantized.path, faces.faces, spec, settings.runtime, settings.arithmetic)
+    measured = measure(quantized.source, quantized.path, faces.faces, spec)
+    table = measured.table  # the QDQ graph's float embeddings are shared with the kernel check
+    agreement = kernel_agreement(
+        quantized.path, faces.faces, spec, settings.runtime, settings.arithmetic, measured.written
+    )
     tracking.log_metrics(sensitivity_metrics(table) | agreement | {Metric.HALF_RANGE_NODES: len(quantized.half_range)})
     warning = kernel_warning(agreement, settings.target.isa)
     if warning:
