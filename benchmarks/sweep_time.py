@@ -115,7 +115,8 @@ def main() -> None:
     try:
         for phase, cache in (("cold", cold), ("warm", warm)):
             if phase == "warm":  # only the aligned faces are reused: models, scores and baselines are rebuilt
-                (warm / "aligned").symlink_to(cold / "aligned")
+                # hard links, not a symlink: the cache refuses a path that resolves outside cache_dir
+                shutil.copytree(cold / "aligned", warm / "aligned", copy_function=os.link)
             since = int(time.time() * 1000)
             wall, rss = sweep(workdir, cache, args)
             print(f"{phase}: wall {wall:.0f} s ({wall / 60:.2f} min), peak RSS {rss:.2f} GiB")
