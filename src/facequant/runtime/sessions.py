@@ -192,7 +192,9 @@ class BatchPlan:
         return PROBE[call] if call < len(PROBE) else self.best
 
     def record(self, size: int, seconds: float) -> None:
-        self.rates[size] = max(self.rates.get(size, 0.0), size / max(seconds, 1e-9))
+        """A call's rate; only at the candidates: a short last batch is not a size to choose."""
+        if size in PROBE:
+            self.rates[size] = max(self.rates.get(size, 0.0), size / max(seconds, 1e-9))
 
     @property
     def best(self) -> int:
