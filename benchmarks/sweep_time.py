@@ -82,8 +82,8 @@ def job_runs(workdir: Path, since_ms: int):
 def floor_seconds(run) -> float:
     """One pass over the job's evaluated faces at the best throughput its benchmark measured at any thread count."""
     prefix = f"metrics.{Metric.THROUGHPUT_IPS}_t"  # at_threads(THROUGHPUT_IPS, N): throughput_ips_tN
-    best = max(value for column, value in run.items() if column.startswith(prefix) and value == value)
-    return run[f"metrics.{Metric.N_IMAGES}"] / best
+    best = max((value for column, value in run.items() if column.startswith(prefix) and value == value), default=None)
+    return run[f"metrics.{Metric.N_IMAGES}"] / best if best else float("nan")  # nan: the job never benchmarked
 
 
 def stage_table(runs) -> float:
@@ -92,11 +92,12 @@ def stage_table(runs) -> float:
     print(f"  {'variant':30s}{head}{'floor':>10s}{'accuracy':>10s}  speed-up [95% CI]")
     total = 0.0
     for _, run in runs.iterrows():
-        times = "".join(f"{run.get(f'metrics.{m}', float('nan')):13.1f}s" for m in STAGE_TIME.values())
+        seconds = (run.get(f"metrics.{m}", float("nan")) for m in STAGE_TIME.values())
+        times = "".join(f"{t:13.1f}s" if t == t else f"{'-':>14s}" for t in seconds)  # '-': the job has no such stage
         low, high = (run.get(f"metrics.{m}", float("nan")) for m in (Metric.SPEEDUP_CI_LOW, Metric.SPEEDUP_CI_HIGH))
         speed = f"{run[f'metrics.{Metric.SPEEDUP}']:.2f}x [{low:.2f}, {high:.2f}]"
         floor = floor_seconds(run)
-        total += floor
+        total += floor if floor == floor else 0.0
         accuracy = run[f"metrics.{Metric.ACCURACY}"]
         print(f"  {run[f'tags.{Tag.RUN_NAME}']:30s}{times}{floor:9.1f}s{accuracy:10.4f}  {speed}")
     return total
