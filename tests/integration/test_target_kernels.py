@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
 from facequant.machine import host_isa
 from facequant.onnxmodel import InputSpec
@@ -23,11 +23,9 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def variants(fp32_onnx, aligned_sample, tmp_path_factory):
+def variants(fp32_pre, aligned_sample, tmp_path_factory):
     """Full-range U8S8 and the avx2 preset of msceleb128, calibrated on 32 real faces; 32 others to score."""
-    tmp = tmp_path_factory.mktemp("targets")
-    pre = tmp / "pre.onnx"
-    quant_pre_process(str(fp32_onnx[0]), str(pre))
+    tmp, pre = tmp_path_factory.mktemp("targets"), fp32_pre
     calibration, faces = aligned_sample.faces[:32], aligned_sample.faces[32:]
 
     def build(name: str, half: list[str]):

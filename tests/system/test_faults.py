@@ -152,7 +152,7 @@ def test_benchmark_paths_are_resolved_before_the_child_starts(tmp_path, monkeypa
     assert args.weights == str(Path.home() / "w")
     workdir = tmp_path / "work"
     workdir.mkdir()
-    failing = argparse.Namespace(lfw=str(tmp_path / "nothing"), weights=str(tmp_path / "w"), threads=2)
+    failing = argparse.Namespace(lfw=str(tmp_path / "nothing"), weights=str(tmp_path / "w"), threads=2, folds=1)
     with pytest.raises(sweep_time.SweepFailed, match=r"log is kept at .*sweep.log"):
         sweep_time.sweep(workdir, tmp_path / "cache", failing)
     assert "LFW not found" in (workdir / "sweep.log").read_text()

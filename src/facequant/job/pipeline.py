@@ -137,11 +137,15 @@ def _sensitivity(settings: Settings, data: EvalData, quantized: Quantized, spec:
     faces = held_out(data, settings.sensitivity_faces)
     images = str(data.lfw.images_dir)
     tracking.log_sensitivity_set(faces.frame(), f"{settings.dataset.name}-sensitivity", faces.faces_id.key, images)
-    table = measure(quantized.source, quantized.path, faces.faces, spec)
-    # one AVX2 emulation pass gives saturation.csv and, when the avx2 target is emulated, the kernel check's input
+    measured = measure(quantized.source, quantized.path, faces.faces, spec)
+    table = measured.table
+    # one AVX2 emulation pass gives saturation.csv and, for an emulated avx2 target, the kernels' embeddings; the
+    # sensitivity pass gives the QDQ graph's float embeddings: the kernel check computes neither again
     pairs = saturation(quantized.path, faces.faces, spec) if settings.target.saturates else None
     emulated = pairs.embeddings if pairs is not None and settings.arithmetic == "avx2" else None
-    agreement = kernel_agreement(quantized.path, faces.faces, spec, settings.runtime, settings.arithmetic, emulated)
+    agreement = kernel_agreement(
+        quantized.path, faces.faces, spec, settings.runtime, settings.arithmetic, emulated, measured.written
+    )
     tracking.log_metrics(sensitivity_metrics(table) | agreement | {Metric.HALF_RANGE_NODES: len(quantized.half_range)})
     warning = kernel_warning(agreement, settings.target.isa)
     if warning:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pandas as pd
 from onnx import numpy_helper
+from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX as SAVED  # the augmented outputs' suffix
 from onnxruntime.quantization.qdq_loss_debug import (
-    collect_activations,
     compute_activation_error,
     compute_weight_error,
     create_activation_matching,
@@ -25,13 +26,14 @@ from onnxruntime.quantization.qdq_loss_debug import (
 
 from facequant.onnxmodel import InputSpec
 from facequant.plots import plot_sensitivity
-from facequant.quant.quantize import FaceReader
+from facequant.runtime import sessions as runtime
+from facequant.runtime.sessions import preprocess
 from facequant.schema import SENSITIVITY_COLUMNS, SENSITIVITY_CSV, SENSITIVITY_PNG, Metric
 
 log = logging.getLogger(__name__)
 
 # Faces per collect_activations call: it keeps every float tensor of both models, ~80 MB a face for FaceNet; 8 peak at
-# ~2.4 GB RSS (16: 3.7 GB), and each call builds two sessions (~0.5 s).
+# ~2.4 GB RSS (16: 3.7 GB).
 BATCH = 8
 WORST = 5  # tensors the report names
 EPS = float(np.finfo(float).eps)  # ORT's floor on both norms of its SQNR
@@ -81,29 +83,49 @@ def fused_relus(fp32: onnx.GraphProto, qdq: onnx.GraphProto) -> set[str]:
     return {out for node in fp32.node if node.op_type == "Relu" for out in node.output if qdq_ops.get(out) != "Relu"}
 
 
+@dataclass(frozen=True)
+class Activations:
+    """Per quantized activation, its errors over the faces; and the QDQ model's embeddings of the faces with its
+    graph run in float as written, which the kernel check compares the runtime's integer kernels with."""
+
+    errors: dict[str, TensorError]
+    written: np.ndarray
+
+
+def _collect(sess: ort.InferenceSession, inputs: np.ndarray, output: str | None) -> tuple[dict, np.ndarray]:
+    """collect_activations' dict for one batch, from a session built once (it builds one a call, ~0.4 s for
+    FaceNet), and the model's own output."""
+    names = [out.name for out in sess.get_outputs()]
+    values = sess.run(None, {sess.get_inputs()[0].name: inputs})
+    saved = {n[: -len(SAVED)]: [v] for n, v in zip(names, values, strict=True) if n.endswith(SAVED)}
+    return saved, values[names.index(output) if output else 0]
+
+
 def activation_errors(
     fp32: Path, qdq: Path, faces: np.ndarray, spec: InputSpec, fused: set[str], batch: int = BATCH
-) -> dict[str, TensorError]:
+) -> Activations:
     """Per quantized activation of the QDQ model, its errors over the faces, fed batch by batch (fused: see
-    fused_relus; their tensor before quantization is compared after the Relu)."""
+    fused_relus; their tensor before quantization is compared after the Relu), as collect_activations runs the
+    models: unoptimised."""
     totals: dict[str, TensorError] = {}
+    written = []
     with tempfile.TemporaryDirectory(prefix="facequant-sensitivity-") as tmp:
-        float_aug, qdq_aug = str(Path(tmp) / "fp32.onnx"), str(Path(tmp) / "qdq.onnx")
-        modify_model_output_intermediate_tensors(str(fp32), float_aug)
-        modify_model_output_intermediate_tensors(str(qdq), qdq_aug)
+        float_aug, qdq_aug = Path(tmp) / "fp32.onnx", Path(tmp) / "qdq.onnx"
+        modify_model_output_intermediate_tensors(str(fp32), str(float_aug))
+        modify_model_output_intermediate_tensors(str(qdq), str(qdq_aug))
+        float_sess, qdq_sess = (runtime.session(path, level="ORT_DISABLE_ALL") for path in (float_aug, qdq_aug))
         for start in range(0, len(faces), batch):
-            chunk = faces[start : start + batch]
-            matching = create_activation_matching(
-                collect_activations(qdq_aug, FaceReader(chunk, spec, batch)),
-                collect_activations(float_aug, FaceReader(chunk, spec, batch)),
-            )
+            inputs = preprocess(faces[start : start + batch], spec)
+            quantized, embedding = _collect(qdq_sess, inputs, spec.output)
+            written.append(embedding)
+            matching = create_activation_matching(quantized, _collect(float_sess, inputs, spec.output)[0])
             for name in fused & matching.keys():
                 matching[name]["pre_qdq"] = [np.maximum(t, 0) for t in matching[name]["pre_qdq"]]
             compared = {name: match for name, match in matching.items() if "float" in match}
             for name, errors in compute_activation_error(compared, energy).items():
                 step = TensorError(errors["xmodel_err"], errors["qdq_err"])
                 totals[name] = totals[name] + step if name in totals else step
-    return totals
+    return Activations(totals, np.concatenate(written))
 
 
 def widened(qdq: onnx.ModelProto) -> onnx.ModelProto:
@@ -152,11 +174,17 @@ def sensitivity_table(
     return table.sort_values(["position", "kind", "tensor"], ignore_index=True)
 
 
-def measure(fp32: Path, qdq: Path, faces: np.ndarray, spec: InputSpec) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Measured:
+    table: pd.DataFrame  # one row per quantized tensor
+    written: np.ndarray  # the QDQ model's embeddings of the faces, its graph run in float (Activations.written)
+
+
+def measure(fp32: Path, qdq: Path, faces: np.ndarray, spec: InputSpec) -> Measured:
     """The sensitivity table of a QDQ model against the FP32 model it was quantized from (same tensor names)."""
     fp32_graph, qdq_model = onnx.load(str(fp32)).graph, onnx.load(str(qdq))
-    activations = activation_errors(fp32, qdq, faces, spec, fused_relus(fp32_graph, qdq_model.graph))
-    return sensitivity_table(fp32_graph, activations, weight_sqnr(fp32, qdq_model))
+    found = activation_errors(fp32, qdq, faces, spec, fused_relus(fp32_graph, qdq_model.graph))
+    return Measured(sensitivity_table(fp32_graph, found.errors, weight_sqnr(fp32, qdq_model)), found.written)
 
 
 def activations(table: pd.DataFrame) -> pd.DataFrame:

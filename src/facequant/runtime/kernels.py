@@ -24,16 +24,20 @@ def kernel_agreement(
     engine: RuntimeConfig,
     arithmetic: Arithmetic = "host",
     kernels: np.ndarray | None = None,
+    written: np.ndarray | None = None,
 ) -> dict[Metric, float]:
     """Cosine between the variant's embeddings from the target's integer kernels (the host's as evaluated, or the
     target's emulated arithmetic) and from its QDQ graph run in float, the quantization as written: below
     KERNEL_COSINE_FLOOR the kernels lose what the quantized model does not, e.g. U8S8 products saturating in 16
-    bits on x86 without VNNI. kernels: those embeddings when already computed (an emulation pass)."""
+    bits on x86 without VNNI. kernels, written: those embeddings when already computed (an emulation pass; the
+    sensitivity measurement's QDQ graph in float), else computed here."""
     if kernels is None:
         kernels = runtime.embed(qdq, faces, spec, BATCH, engine, arithmetic=arithmetic)
-    written = runtime.OrtSession(runtime.session(qdq, level="ORT_DISABLE_ALL"), output=spec.output)
-    batches = [faces[i : i + BATCH] for i in range(0, len(faces), BATCH)]
-    reference = np.concatenate([written.run(runtime.preprocess(batch, spec)) for batch in batches])
+    reference = written
+    if reference is None:
+        session = runtime.OrtSession(runtime.session(qdq, level="ORT_DISABLE_ALL"), output=spec.output)
+        batches = [faces[i : i + BATCH] for i in range(0, len(faces), BATCH)]
+        reference = np.concatenate([session.run(runtime.preprocess(batch, spec)) for batch in batches])
     cosine = (kernels * reference).sum(1) / np.linalg.norm(kernels, axis=1) / np.linalg.norm(reference, axis=1)
     return {Metric.KERNEL_COSINE_MEAN: float(cosine.mean()), Metric.KERNEL_COSINE_MIN: float(cosine.min())}
 

@@ -5,7 +5,11 @@ It imports neither torch nor h5py, and OpenVINO only when asked for, so each sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +22,8 @@ from facequant.config.target import Arithmetic
 from facequant.machine import job_cpus
 from facequant.onnxmodel import InputSpec
 from facequant.target.emulate import TargetEmulator
+
+log = logging.getLogger(__name__)
 
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 ORT = RuntimeConfig()  # the reference runtime of every drop and speed-up
@@ -159,27 +165,92 @@ def open_session(
     return OrtSession(session(model_path, threads), output=output)
 
 
+class Faces(Protocol):
+    """uint8 NHWC RGB faces that embed slices batch by batch: an array, or faces read from a cache as asked for."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, part: slice) -> np.ndarray: ...
+
+
+# batch_size=None: each candidate is timed twice on the first faces, then the fastest embeds the rest. Measured on a
+# shared 2-core EPYC (docs/runtimes-and-speed.md), the fastest was 8 to 32 and 64 up to 1.6x slower, but which one
+# depends on the host's caches, threads and load, so it is timed on the real work: no embedding is computed twice.
+PROBE = (8, 16, 32, 64, 64, 32, 16, 8)
+
+
+@dataclass
+class BatchPlan:
+    """Faces per inference call: the given batch size, or the probe's candidates and then the fastest of them."""
+
+    fixed: int | None
+    rates: dict[int, float] = field(default_factory=dict)  # the best images/s seen at each batch size
+
+    def size(self, call: int) -> int:
+        if self.fixed:
+            return self.fixed
+        return PROBE[call] if call < len(PROBE) else self.best
+
+    def record(self, size: int, seconds: float) -> None:
+        """A call's rate; only at the candidates: a short last batch is not a size to choose."""
+        if size in PROBE:
+            self.rates[size] = max(self.rates.get(size, 0.0), size / max(seconds, 1e-9))
+
+    @property
+    def best(self) -> int:
+        return self.fixed or max(self.rates, key=self.rates.__getitem__)
+
+
+def _prefetched(faces: Faces, plan: BatchPlan, spec: InputSpec, flip: bool) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Each batch's size and model inputs (and its mirror image's, with flip), read and preprocessed one batch
+    ahead in a background thread, so that reading the next faces overlaps inference on these."""
+
+    def load(start: int, stop: int) -> list[np.ndarray]:
+        batch = np.asarray(faces[start:stop])
+        return [preprocess(batch, spec)] + ([preprocess(np.ascontiguousarray(batch[:, :, ::-1]), spec)] if flip else [])
+
+    with ThreadPoolExecutor(1, thread_name_prefix="facequant-prefetch") as pool:
+        start, call, pending = 0, 0, None
+        while start < len(faces) or pending is not None:
+            current = pending
+            if start < len(faces):
+                size = min(plan.size(call), len(faces) - start)
+                pending, start, call = pool.submit(load, start, start + size), start + size, call + 1
+            else:
+                pending = None
+            if current is not None:
+                inputs = current.result()
+                yield len(inputs[0]), inputs
+
+
 def embed(
     model_path: Path,
-    faces: np.ndarray,
+    faces: Faces,
     spec: InputSpec,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cfg: RuntimeConfig = ORT,
     flip: bool = False,
     arithmetic: Arithmetic = "host",
 ) -> np.ndarray:
     """Embeddings of uint8 NHWC RGB faces on the configured runtime (or under a target's emulated arithmetic), fed
-    as spec says, batch by batch to bound memory; with flip, each is the L2-normalised sum of the face's and its
-    mirror image's."""
+    as spec says, batch by batch to bound memory (batch_size None: the fastest, timed on the first faces); with
+    flip, each is the L2-normalised sum of the face's and its mirror image's."""
     threads = job_cpus() or 0  # jobs in parallel share cores
     sess = open_session(model_path, cfg, threads, spec.output, arithmetic)
-    out = []
+    plan, out = BatchPlan(batch_size), []
     desc = f"embedding {model_path.name} ({name(cfg, arithmetic)}{', flip-fused' if flip else ''})"
-    for start in tqdm(range(0, len(faces), batch_size), desc=desc, unit="batch"):
-        batch = faces[start : start + batch_size]
-        emb = sess.run(preprocess(batch, spec))
-        if flip:
-            emb = emb + sess.run(preprocess(np.ascontiguousarray(batch[:, :, ::-1]), spec))
-            emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-        out.append(emb)
+    with tqdm(total=len(faces), desc=desc, unit="face") as bar:
+        for size, inputs in _prefetched(faces, plan, spec, flip):
+            start = time.perf_counter()
+            emb = sess.run(inputs[0])
+            if flip:
+                emb = emb + sess.run(inputs[1])
+                emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+            plan.record(size, time.perf_counter() - start)
+            out.append(emb)
+            bar.update(size)
+    if plan.rates and not plan.fixed:
+        log.info(
+            "embedded %d faces at batch %d (%.1f faces/s in the probe)", len(faces), plan.best, plan.rates[plan.best]
+        )
     return np.concatenate(out)

@@ -51,7 +51,7 @@ def test_the_search_keeps_the_sensitive_tensor_in_float_first_and_stops_when_the
         build_variant(fp32, target, {"nodes": nodes}, quant, calibration, lambda: ranges, (1, 3, 8, 8))
         return target
 
-    table = measure(fp32, build(()), faces, SPEC)
+    table = measure(fp32, build(()), faces, SPEC).table
     ranked = node_ranking(onnx.load(str(fp32)).graph, table)
     # b.out's producer (Conv b, through the Relu folded into its range) and its consumer c share its SQNR
     assert ranked[:3] == ["b", "b.relu", "c"] and set(ranked) == {"a", "a.relu", "b", "b.relu", "c", "c.relu", "pool"}

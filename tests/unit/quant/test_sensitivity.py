@@ -28,7 +28,9 @@ from facequant.report import Rule
 from facequant.report.document import build_report
 from facequant.report.sensitivity import sensitivity_lines
 from facequant.report.table import variant_table
+from facequant.runtime import sessions as runtime
 from facequant.runtime.kernels import kernel_agreement, kernel_warning
+from facequant.runtime.sessions import preprocess
 from facequant.schema import SENSITIVITY_COLUMNS, Metric, Param
 from helpers import SENSITIVE, SPEC, record, settings, static, synthetic
 from helpers import fp32 as fp32_run
@@ -70,7 +72,7 @@ def models(tmp_path_factory):
 
 def test_the_tensor_made_sensitive_has_the_lowest_own_sqnr_and_its_error_carries_on(models):
     fp32, qdq, faces = models
-    table = measure(fp32, qdq, faces, SPEC)
+    table = measure(fp32, qdq, faces, SPEC).table
     acts = table[table.kind == "activation"].set_index("tensor")
     assert worst(table, "local_sqnr_db").tensor.iloc[0] == SENSITIVE
     # by a clear margin: downstream, only the input differs from the calibration's (c.out clips a little)
@@ -98,9 +100,19 @@ def test_integer_kernels_that_follow_the_qdq_model_raise_no_warning(models):
     assert "cosine min 0.6300, mean 0.9200" in warning and "quant.reduce_range=true" in warning
 
 
+def test_the_sensitivity_run_gives_the_kernel_check_the_qdq_graphs_own_embeddings(models):
+    """The QDQ model's float embeddings from the sensitivity measurement are what the kernel check computes alone."""
+    _, qdq, faces = models
+    written = measure(models[0], qdq, faces, SPEC).written
+    reference = runtime.run(runtime.session(qdq, level="ORT_DISABLE_ALL"), preprocess(faces, SPEC))
+    np.testing.assert_allclose(written, reference, rtol=1e-5, atol=1e-6)
+    shared = kernel_agreement(qdq, faces, SPEC, RuntimeConfig(), written=written)
+    assert shared == pytest.approx(kernel_agreement(qdq, faces, SPEC, RuntimeConfig()), abs=1e-6)
+
+
 def test_one_row_per_quantized_tensor_at_its_node(models):
     fp32, qdq, faces = models
-    table = measure(fp32, qdq, faces, SPEC)
+    table = measure(fp32, qdq, faces, SPEC).table
     assert list(table.columns) == list(SENSITIVITY_COLUMNS)
     graph = onnx.load(str(qdq)).graph
     weights = {i.name for i in graph.initializer}
@@ -135,7 +147,7 @@ def test_batched_sqnr_is_orts_sqnr_over_all_faces_at_once(models, tmp_path):
         collect_activations(str(tmp_path / "fp32.onnx"), FaceReader(faces, SPEC, len(faces))),
     )
     ort = compute_activation_error(everything)
-    ours = activation_errors(fp32, qdq, faces, SPEC, fused=set(), batch=3)
+    ours = activation_errors(fp32, qdq, faces, SPEC, fused=set(), batch=3).errors
     assert ours.keys() == ort.keys()
     for name, error in ours.items():
         assert error.fp32.sqnr_db == pytest.approx(ort[name]["xmodel_err"], abs=1e-3)
@@ -146,8 +158,8 @@ def test_a_relu_folded_into_the_quantization_range_is_not_counted_as_error(model
     fp32, qdq, faces = models
     fused = fused_relus(onnx.load(str(fp32)).graph, onnx.load(str(qdq)).graph)
     assert fused == {"a.out", "b.out", "c.out"}  # ORT drops each Relu; its tensor before QDQ still holds negatives
-    raw = activation_errors(fp32, qdq, faces, SPEC, fused=set())
-    fixed = activation_errors(fp32, qdq, faces, SPEC, fused=fused)
+    raw = activation_errors(fp32, qdq, faces, SPEC, fused=set()).errors
+    fixed = activation_errors(fp32, qdq, faces, SPEC, fused=fused).errors
     assert raw["a.out"].local.sqnr_db < 10 < 30 < fixed["a.out"].local.sqnr_db
 
 
@@ -237,7 +249,7 @@ def test_nodes_named_in_nodes_to_exclude_stay_float_and_unknown_names_fail(model
     kept = onnx.load(str(build("b")))
     inputs = {node.name: list(node.input) for node in kept.graph.node}
     assert inputs["b"][1:] == ["b.w", "b.b"] and inputs["a"][1] == "a.w_DequantizeLinear_Output"
-    tensors = measure(fp32, tmp_path / "excl-1.onnx", faces, SPEC)
+    tensors = measure(fp32, tmp_path / "excl-1.onnx", faces, SPEC).table
     assert {"a.w", "c.w"} <= set(tensors.tensor) and "b.w" not in set(tensors.tensor)
     with pytest.raises(QuantizationError, match=r"names 1 node\(s\) the model does not have: nope\. Use the names"):
         build("b", "nope")
