@@ -190,7 +190,8 @@ def test_a_killed_worker_ends_its_run_failed_and_the_retry_finishes(cluster, ray
     victim, deadline = None, time.monotonic() + 300
     while victim is None and time.monotonic() < deadline and proc.poll() is None:
         df = runs(cluster)
-        new = df[~df.run_id.isin(before) & df[f"tags.{Tag.PID}"].notna() & (df.status == "RUNNING")]
+        jobs = df[f"tags.{Tag.PARENT}"].notna()  # the sweep's parent carries the driver's pid: spare it
+        new = df[~df.run_id.isin(before) & jobs & df[f"tags.{Tag.PID}"].notna() & (df.status == "RUNNING")]
         if len(new):
             victim = new.iloc[0]
             os.kill(int(victim[f"tags.{Tag.PID}"]), signal.SIGKILL)  # the Ray worker running the job
