@@ -34,7 +34,9 @@ def end_dead_runs(experiment_id: str) -> list[str]:
     running = client.search_runs(
         [experiment_id], f"attributes.status = 'RUNNING' and tags.`{Tag.HOST}` = '{here}'", max_results=10_000
     )
-    dead = [run for run in running if not _alive(run.data.tags.get(Tag.PID, ""), run.info.start_time or 0)]
+    alive = {run.info.run_id for run in running if _alive(run.data.tags.get(Tag.PID, ""), run.info.start_time or 0)}
+    # a live sweep ends its own lost jobs at its end, naming the launcher's retry (tracking.runs.end_lost_runs)
+    dead = [run for run in running if run.info.run_id not in alive and run.data.tags.get(Tag.PARENT) not in alive]
     for run in dead:
         reason = (
             f"process died: its process ({here}, pid {run.data.tags.get(Tag.PID)}) is gone and never ended the run "

@@ -204,6 +204,8 @@ def test_running_runs_whose_process_on_this_host_is_gone_end_failed(cfg):
 
     dead, alive, remote = running(here, int(gone.stdout)), running(here, os.getpid()), running("worker-1", 1)
     reused = running(here, 0)
+    # a dead job of a live sweep (alive) is the sweep's to end at its end, with the launcher's retry named
+    job = client.create_run(experiment, tags={Tag.HOST: here, Tag.PID: gone.stdout.strip(), Tag.PARENT: alive})
     time.sleep(1.5)  # the pid below belongs to a process started after the run: the run's own process is gone
     later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -215,4 +217,4 @@ def test_running_runs_whose_process_on_this_host_is_gone_end_failed(cfg):
     for run_id in (dead, reused):
         run = client.get_run(run_id)
         assert run.info.status == "FAILED" and run.data.tags[Tag.ERROR].startswith("process died: its process")
-    assert {client.get_run(r).info.status for r in (alive, remote)} == {"RUNNING"}
+    assert {client.get_run(r).info.status for r in (alive, remote, job.info.run_id)} == {"RUNNING"}
