@@ -5,7 +5,7 @@ Cold starts from an empty cache (only the converted weights are reused); warm re
 Prints each sweep's wall time and peak RSS, each job's stage times and its paired batch-1 speed-up over FP32 with
 the interval (from its MLflow run), and the floor: one pass of each variant over the evaluated faces at the best
 throughput its benchmark measured (images / max over thread counts of throughput_ips_tN), summed over the jobs. The
-gap is wall / floor; issue 23's targets on 2 idle cores: cold <= 1.5x, warm <= 1.2x. --folds 1 is a quick check
+gap is wall / floor; the aims on 2 idle cores: cold <= 1.5x, warm <= 1.2x. --folds 1 is a quick check
 (600 pairs) of the script itself, whose fixed costs weigh far more against its small floor.
 
     python benchmarks/sweep_time.py --lfw ../shared/data/lfw

@@ -1,4 +1,4 @@
-"""Photos far larger than LFW's (issue 22): a 13000x13000 PNG and a phone-size 8160x6120 JPEG, each holding a real
+"""Photos far larger than LFW's: a 13000x13000 PNG and a phone-size 8160x6120 JPEG, each holding a real
 LFW image upscaled by the photo's side over align.detect_max_side, are detected on a copy downscaled to that side
 (where the face is the LFW image's size again), and the chosen box, mapped back, lands on the face in the
 original's pixels. Peak memory is measured by benchmarks/align_memory.py."""
