@@ -1,9 +1,9 @@
 """MTCNN alignment speed: align=mtcnn (nets on ONNX Runtime, batched crops) against align=mtcnn_reference
 (facenet-pytorch's MTCNN), side by side in one process.
 
-Each round aligns the same LFW images with both, in alternating order (ABBA), in batches as alignment runs them:
-detection, selection and the 160x160 crop, on decoded images (decoding costs both the same). Prints each aligner's
-median images/s and the median per-round speed-up with its exact interval. Target: speed-up >= 3x.
+Each round aligns the same LFW images with both, in alternating order (ABBA), as alignment runs them
+(`align_files`: reading, detection, selection and the 160x160 crop, batch by batch, on the aligner's workers).
+Prints each aligner's median images/s and the median per-round speed-up with its exact interval. Target: >= 3x.
 
     python benchmarks/align_speed.py --lfw ../shared/data/lfw --images 64 --rounds 8
 """
@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from facequant.config.sections import AlignConfig, DatasetConfig
-from facequant.data.align import Detector
-from facequant.data.images import read_rgb
+from facequant.data.align import Detector, align_files
 from facequant.data.lfw import load_lfw
 from facequant.evaluation.stats import median_interval, min_rounds
 from facequant.machine import cpu
@@ -28,14 +27,11 @@ from facequant.machine import cpu
 IMPLEMENTATIONS = ("onnxruntime", "reference")
 
 
-def align_all(detector: Detector, images: list, batch: int) -> float:
-    """Seconds to detect, select and crop every image, batch by batch."""
+def align_all(detector: Detector, paths: list[Path]) -> float:
+    """Seconds to read, detect, select and crop every image."""
     start = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, len(images), batch):
-            chunk = images[i : i + batch]
-            for img, found in zip(chunk, detector.detect(chunk), strict=True):
-                detector.align(img, found)
+    for _ in align_files(detector, paths):
+        pass
     return time.perf_counter() - start
 
 
@@ -52,21 +48,22 @@ def main() -> None:
 
     lfw = load_lfw(DatasetConfig(root=str(Path(args.lfw).resolve())))
     names = lfw.images[:: len(lfw.images) // args.images][: args.images]
-    images = [read_rgb(lfw.images_dir / name) for name in names]
-    detectors = {impl: Detector(AlignConfig(implementation=impl)) for impl in IMPLEMENTATIONS}
+    images = [lfw.images_dir / name for name in names]
+    detectors = {impl: Detector(AlignConfig(implementation=impl, batch_size=args.batch)) for impl in IMPLEMENTATIONS}
     for detector in detectors.values():  # warm-up: first-call allocations and ONNX Runtime's session set-up
-        align_all(detector, images[: args.batch], args.batch)
+        align_all(detector, images[: 2 * args.batch])
 
     seconds: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
     for r in range(args.rounds):
         for impl in IMPLEMENTATIONS if r % 2 == 0 else IMPLEMENTATIONS[::-1]:
-            seconds[impl].append(align_all(detectors[impl], images, args.batch))
+            seconds[impl].append(align_all(detectors[impl], images))
         print(f"round {r + 1}: " + ", ".join(f"{k} {len(images) / v[-1]:.1f} img/s" for k, v in seconds.items()))
 
     model, flags = cpu()
     isa = " ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "fma"))))
     print(f"\nCPU: {model} ({isa}); torch threads: {torch.get_num_threads()}, load average {os.getloadavg()}")
-    print(f"{len(images)} LFW images (250x250) per round, batch {args.batch}, {args.rounds} interleaved rounds")
+    workers = ", ".join(f"{impl} {d.workers}" for impl, d in detectors.items())
+    print(f"{len(images)} LFW images (250x250) per round, batch {args.batch}, workers: {workers}; {args.rounds} rounds")
     for impl in IMPLEMENTATIONS:
         rate = median_interval(len(images) / np.array(seconds[impl]), args.confidence)
         print(f"  {impl:12s} {rate.estimate:6.1f} img/s  [{rate.low:.1f}, {rate.high:.1f}]")

@@ -75,6 +75,13 @@ def job_cpus() -> int | None:
     return max(1, int(cpus)) if cpus else None
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: a Ray task's share, else the affinity mask (a container's limit), else all."""
+    if cpus := job_cpus():
+        return cpus
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def has_bf16() -> bool:
     return bool(set(BF16_FLAGS) & cpu()[1])
 

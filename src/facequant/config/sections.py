@@ -146,8 +146,8 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class AlignConfig:
-    """MTCNN settings; all but batch_size and implementation (whose crops are at parity) decide the crop, so they
-    key the alignment cache."""
+    """MTCNN settings; all but batch_size, workers and implementation (whose crops are at parity) decide the crop,
+    so they key the alignment cache."""
 
     image_size: int = 160
     margin: int = 32
@@ -158,6 +158,7 @@ class AlignConfig:
     fallback_box: float = 0.45
     detect_max_side: int = 1600  # larger photos are detected downscaled to this side, cropped at full resolution
     batch_size: int = 16
+    workers: int | None = None  # batches aligned at once; None: one per usable CPU (onnxruntime), 1 (reference)
     implementation: AlignImplementation = "onnxruntime"
 
     def __post_init__(self) -> None:
@@ -166,12 +167,14 @@ class AlignConfig:
         if self.margin >= self.image_size:
             raise ConfigError(f"align.margin={self.margin} must be smaller than align.image_size={self.image_size}")
         at_least("align", "batch_size", self.batch_size, 1)
+        if self.workers is not None:
+            at_least("align", "workers", self.workers, 1)
         at_least("align", "detect_max_side", self.detect_max_side, 2 * self.min_face_size)
         if not 0 < self.fallback_box <= 1:
             raise ConfigError(f"align.fallback_box={self.fallback_box} must be in (0, 1]")
 
     def crop_settings(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("batch_size", "implementation")}
+        return {k: v for k, v in asdict(self).items() if k not in ("batch_size", "workers", "implementation")}
 
 
 # The keys each mode reads; the others do not change its model, its identity or its name.

@@ -27,12 +27,12 @@ from facequant.config.sections import (
     QuantConfig,
 )
 from facequant.config.target import Arithmetic, TargetConfig, TargetError
-from facequant.machine import BF16_FLAGS, cpu, host_isa, job_cpus
+from facequant.machine import BF16_FLAGS, cpu, host_isa, usable_cpus
 
 log = logging.getLogger(__name__)
 
 # conf/benchmark/default.yaml times on 1 thread and on every core the job may use: threads: [1, "${cpu_count:}"].
-OmegaConf.register_new_resolver("cpu_count", lambda: job_cpus() or os.cpu_count() or 1, replace=True)
+OmegaConf.register_new_resolver("cpu_count", usable_cpus, replace=True)
 
 
 def _suffix(values: dict[str, Any], defaults: dict[str, Any]) -> list[str]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
+from facenet_pytorch.models.utils.detect_face import crop_resize
 from PIL import Image
 from tqdm import tqdm
 
@@ -17,6 +21,7 @@ from facequant.cache.layout import CacheLayout, FaceSetIdentity
 from facequant.config.sections import AlignConfig
 from facequant.data.images import ImageError, image_sha256, read_rgb
 from facequant.data.mtcnn import detect_faces, onnx_net
+from facequant.machine import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +49,18 @@ NO_FACE: Detection = (None, None, None)
 
 
 class Detector:
-    """MTCNN with facenet-pytorch's weights, run by data/mtcnn.py (onnxruntime) or by facenet-pytorch (reference)."""
+    """MTCNN with facenet-pytorch's weights, run by data/mtcnn.py (onnxruntime) or by facenet-pytorch (reference).
+
+    The onnxruntime implementation aligns `workers` batches at once, each on one ONNX Runtime thread: MTCNN's
+    small convolutions and its Python steps between them keep two threads of one batch mostly idle."""
 
     def __init__(self, cfg: AlignConfig) -> None:
         from facenet_pytorch import MTCNN
 
         self.cfg = cfg
+        reference = cfg.implementation == "reference"
+        self.workers = cfg.workers or (1 if reference else usable_cpus())
+        self.one_large_photo = threading.Lock()  # photos above detect_max_side are aligned one at a time
         self.mtcnn = MTCNN(
             image_size=cfg.image_size,
             margin=cfg.margin,
@@ -59,8 +70,10 @@ class Detector:
             post_process=False,
             selection_method=cfg.selection_method,
         )
-        if cfg.implementation == "onnxruntime":
-            self.nets = (onnx_net(self.mtcnn.pnet, None), onnx_net(self.mtcnn.rnet, 24), onnx_net(self.mtcnn.onet, 48))
+        if not reference:
+            threads = max(1, usable_cpus() // self.workers)
+            sizes = ((self.mtcnn.pnet, None), (self.mtcnn.rnet, 24), (self.mtcnn.onet, 48))
+            self.nets = tuple(onnx_net(net, size, threads) for net, size in sizes)
 
     def detect(self, images: list[Image.Image]) -> list[Detection]:
         """Every face in each image; images of one size are detected as one batch."""
@@ -93,8 +106,21 @@ class Detector:
         detected = box is not None
         if box is None:
             box = _fallback_box(img, self.cfg.fallback_box)
-        face = self.mtcnn.extract(img, box, None)
-        return face.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(), detected
+        return crop_face(img, box[0], self.cfg.image_size, self.cfg.margin), detected
+
+
+def crop_face(img: Image.Image, box: np.ndarray, size: int, margin: int) -> np.ndarray:
+    """facenet-pytorch's extract_face as uint8 HWC, pixel for pixel, without its float tensor: that copy runs on
+    PyTorch's thread pool, which each aligner worker would otherwise wake for one 160x160 face."""
+    mx, my = margin * (box[2] - box[0]) / (size - margin), margin * (box[3] - box[1]) / (size - margin)
+    width, height = img.size
+    area = (
+        int(max(box[0] - mx / 2, 0)),
+        int(max(box[1] - my / 2, 0)),
+        int(min(box[2] + mx / 2, width)),
+        int(min(box[3] + my / 2, height)),
+    )
+    return np.asarray(crop_resize(img, area, size))
 
 
 @cache
@@ -130,22 +156,47 @@ def detect_large(detector: Detector, img: Image.Image) -> Detection:
     return boxes * np.array([sx, sy, sx, sy], np.float32), probs, points * np.array([sx, sy], np.float32)
 
 
+def _is_large(path: Path, max_side: int) -> bool:
+    """Whether the photo's header gives a side above max_side; unreadable files are left for read_rgb to name."""
+    try:
+        with Image.open(path) as img:
+            return max(img.size) > max_side
+    except Exception:
+        return False
+
+
 def _align_batch(detector: Detector, paths: list[Path]) -> list[tuple[np.ndarray, bool]]:
-    """Read, detect and crop; a photo above detect_max_side is aligned as soon as it is read, so at most one
-    full-size photo is in memory at a time."""
+    """Read, detect and crop; a photo above detect_max_side is read and aligned under the detector's lock, so at
+    most one full-size photo is in memory at a time, whatever the workers."""
     out: dict[int, tuple[np.ndarray, bool]] = {}
     pending: list[tuple[int, Image.Image]] = []
     for i, path in enumerate(paths):
-        img = read_rgb(path)
-        if max(img.size) > detector.cfg.detect_max_side:
-            out[i] = detector.align(img, detect_large(detector, img))
+        if _is_large(path, detector.cfg.detect_max_side):
+            with detector.one_large_photo:
+                img = read_rgb(path)
+                out[i] = detector.align(img, detect_large(detector, img))
+                del img
         else:
-            pending.append((i, img))
-        del img
+            pending.append((i, read_rgb(path)))
     found = detector.detect([img for _, img in pending])
     for (i, img), faces in zip(pending, found, strict=True):
         out[i] = detector.align(img, faces)
     return [out[i] for i in range(len(paths))]
+
+
+def align_files(detector: Detector, paths: list[Path]) -> Iterator[tuple[np.ndarray, bool]]:
+    """Each photo's face crop and whether a face was found, in order; batches of align.batch_size are read and
+    aligned by the detector's workers side by side."""
+
+    def batch(chunk: list[Path]) -> list[tuple[np.ndarray, bool]]:
+        with torch.inference_mode():
+            return _align_batch(detector, chunk)
+
+    size = detector.cfg.batch_size
+    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+    with ThreadPoolExecutor(detector.workers, thread_name_prefix="align") as pool:
+        for results in pool.map(batch, chunks):
+            yield from results
 
 
 def _entries(faces: FaceSetIdentity, layout: CacheLayout) -> list[Path]:
@@ -174,14 +225,9 @@ def _align_missing(
         log.info(
             "aligning %d of %d images with MTCNN, %s (cache: %s)", len(todo), len(names), cfg.implementation, where
         )
-        with tqdm(total=len(todo), desc="MTCNN alignment", unit="img") as bar:
-            for start in range(0, len(todo), cfg.batch_size):
-                chunk = todo[start : start + cfg.batch_size]
-                with torch.inference_mode():
-                    results = _align_batch(detector, [images_dir / names[i] for i in chunk])
-                for i, (face, detected) in zip(chunk, results, strict=True):
-                    save_npz(files[i], face=face, detected=np.array(detected))
-                bar.update(len(chunk))
+        aligned = align_files(detector, [images_dir / names[i] for i in todo])
+        for i, (face, detected) in tqdm(zip(todo, aligned, strict=True), total=len(todo), desc="MTCNN alignment"):
+            save_npz(files[i], face=face, detected=np.array(detected))
     return len(todo)
 
 

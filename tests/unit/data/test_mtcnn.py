@@ -9,7 +9,7 @@ import torch
 from torch.nn.functional import interpolate
 
 from facequant.config.sections import ConfigError
-from facequant.data.mtcnn import area_crops, integral_image
+from facequant.data.mtcnn import area_crops, area_resize, integral_image
 from helpers import settings
 
 
@@ -36,6 +36,19 @@ def test_batched_area_crops_are_bit_identical_to_one_interpolate_per_box(size):
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("shape", [(250, 250), (61, 47), (480, 640)])
+def test_the_pyramid_from_the_integral_image_is_bit_identical_to_interpolate(shape):
+    """P-Net's pyramid levels, as detect_faces computes them from facenet-pytorch's scales."""
+    imgs = np.random.default_rng(sum(shape)).integers(0, 256, (2, *shape, 3), dtype=np.uint8)
+    batch = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
+    integral = integral_image(imgs)
+    for scale in (0.6, 0.6 * 0.709, 0.6 * 0.709**4, 13 / min(shape)):
+        size = (int(shape[0] * scale + 1), int(shape[1] * scale + 1))
+        got = area_resize(integral, *size)
+        assert got.shape == (2, 3, *size) and got.dtype == np.float32
+        assert np.array_equal(got, interpolate(batch, size=size, mode="area").numpy())
+
+
 def test_integral_image_switches_to_int64_before_int32_could_overflow():
     small, large = np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 3000, 3000, 3), np.uint8)
     assert integral_image(small).dtype == np.int32 and integral_image(large).dtype == np.int64
@@ -53,3 +66,21 @@ def test_the_reference_implementation_shares_the_crop_key():
 def test_a_detect_max_side_below_twice_the_smallest_face_is_refused():
     with pytest.raises(ConfigError, match="align.detect_max_side=30 is out of range"):
         settings("align.detect_max_side=30")
+
+
+def test_the_face_crop_is_facenet_pytorchs_extract_face_pixel_for_pixel():
+    """Boxes inside, across and beyond the photo's edges, with and without a margin."""
+    from facenet_pytorch.models.utils.detect_face import extract_face
+    from PIL import Image
+
+    from facequant.data.align import crop_face
+
+    rng = np.random.default_rng(7)
+    img = Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    for _ in range(50):
+        x, y = rng.uniform(-30, 100), rng.uniform(-30, 70)
+        box = np.array([x, y, max(x, 0) + rng.uniform(10, 80), max(y, 0) + rng.uniform(10, 80)], np.float32)
+        for size, margin in ((160, 32), (112, 0)):
+            want = extract_face(img, box, size, margin).permute(1, 2, 0).numpy().astype(np.uint8)
+            got = crop_face(img, box, size, margin)
+            assert got.dtype == np.uint8 and np.array_equal(got, want)
