@@ -194,6 +194,10 @@ def align_files(detector: Detector, paths: list[Path]) -> Iterator[tuple[np.ndar
 
     size = detector.cfg.batch_size
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+    if detector.workers == 1:  # in this thread: PyTorch's (reference) thread pool belongs to it
+        for chunk in chunks:
+            yield from batch(chunk)
+        return
     with ThreadPoolExecutor(detector.workers, thread_name_prefix="align") as pool:
         for results in pool.map(batch, chunks):
             yield from results
