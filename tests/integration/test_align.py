@@ -93,3 +93,16 @@ def test_center_weighted_selection_picks_the_subject_on_a_group_photo(lfw, mscel
     same_person_centre = float(e_centre[0] @ e_centre[1])
     same_person_prob = float(e_prob[0] @ e_prob[1])
     assert same_person_centre > 0.5 > same_person_prob
+
+
+def test_workers_align_the_same_faces_in_the_same_order_as_one_batch_at_a_time(lfw):
+    """Batches finish out of order across workers; each photo still gets its own crop, and a faceless one its
+    fallback, exactly as one worker gives them."""
+    from facequant.data.align import Detector, align_files
+
+    paths = [lfw.images_dir / name for name in lfw.images[::97][:45]]
+    one, two = (list(align_files(Detector(AlignConfig(batch_size=4, workers=w)), paths)) for w in (1, 2))
+    assert len(one) == len(two) == 45
+    for (face1, found1), (face2, found2) in zip(one, two, strict=True):
+        assert found1 == found2 and np.array_equal(face1, face2)
+    assert len({face.tobytes() for face, _ in two}) == 45  # 45 distinct photos, 45 distinct crops
