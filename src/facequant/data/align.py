@@ -89,7 +89,7 @@ class Detector:
     def _detect_same_size(self, images: list[Image.Image]) -> list[Detection]:
         if self.cfg.implementation == "reference":
             return list(zip(*self.mtcnn.detect(images, landmarks=True), strict=True))
-        batch = torch.from_numpy(np.stack([np.asarray(img) for img in images]))
+        batch = np.stack([np.asarray(img) for img in images])
         found = detect_faces(batch, *self.nets, self.cfg.min_face_size, self.cfg.thresholds, self.cfg.factor)
         return [_largest_first(boxes, points) for boxes, points in found]
 
@@ -230,7 +230,9 @@ def _align_missing(
             "aligning %d of %d images with MTCNN, %s (cache: %s)", len(todo), len(names), cfg.implementation, where
         )
         aligned = align_files(detector, [images_dir / names[i] for i in todo])
-        for i, (face, detected) in tqdm(zip(todo, aligned, strict=True), total=len(todo), desc="MTCNN alignment"):
+        for i, (face, detected) in tqdm(
+            zip(todo, aligned, strict=True), total=len(todo), desc="MTCNN alignment", unit="img"
+        ):
             save_npz(files[i], face=face, detected=np.array(detected))
     return len(todo)
 
