@@ -84,12 +84,17 @@ def job_runs(workdir: Path):
     return df.reset_index(drop=True)
 
 
-def logged_model(run):
-    """The ONNX model a job run logged (a row of job_runs)."""
+def logged_model_uri(run) -> str:
+    """The models:/ URI of the ONNX model a job run logged (a row of job_runs)."""
     models = mlflow.search_logged_models(
         filter_string=f"source_run_id = '{run.run_id}'", output_format="list", experiment_ids=[run.experiment_id]
     )
-    return mlflow.onnx.load_model(models[0].model_uri)
+    return models[0].model_uri
+
+
+def logged_model(run):
+    """The ONNX model a job run logged (a row of job_runs)."""
+    return mlflow.onnx.load_model(logged_model_uri(run))
 
 
 def logged_scores(workdir: Path, run_id: str) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from helpers import DOCUMENTED_METRICS, logged_model
+from helpers import DOCUMENTED_METRICS, logged_model, logged_model_uri
 
 
 def test_three_finished_runs_with_every_metric(sweep):
@@ -70,6 +70,17 @@ def test_artifacts_and_onnx_model(sweep):
         proto = mlflow.onnx.load_model(models[0].model_uri)
         meta = {p.key: p.value for p in proto.metadata_props}
         assert meta["facequant.preprocess"] == "per_image" and meta["facequant.embedding_size"] == "128"
+
+
+def test_the_logged_requirements_are_what_mlflow_infers_by_loading_the_model(sweep, store_uri):
+    """facequant names them instead of letting MLflow load each model in a subprocess to find them."""
+    workdir, df = sweep
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    named, proto = mlflow.pyfunc.get_model_dependencies(logged_model_uri(df.iloc[0])), logged_model(df.iloc[0])
+    mlflow.set_tracking_uri(store_uri)
+    with mlflow.start_run():
+        inferred = mlflow.onnx.log_model(proto, name="inferred", save_as_external_data=False)
+    assert Path(named).read_text() == Path(mlflow.pyfunc.get_model_dependencies(inferred.model_uri)).read_text()
 
 
 def test_static_model_is_per_channel_qdq(sweep):
