@@ -82,6 +82,8 @@ class Settings:
         for key in ("nodes_to_exclude", "exclude", "half_range"):  # by count or target: the list is an artifact
             quant.pop(key, None)
         extra = _suffix(quant, QUANT_DEFAULTS[self.quant.mode].effective())
+        if self.quant.half_range not in (None, "saturating" if self.target.saturates else "none"):
+            extra.append(f"half_range={self.quant.half_range}")  # not the target's preset: another file
         if self.calibration is not None:
             name += f"_{self.calibration.method}_{self.calibration.num_samples}"
             default = CalibrationConfig(self.calibration.method, self.calibration.num_samples)

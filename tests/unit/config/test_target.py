@@ -45,6 +45,9 @@ def test_avx2_sets_half_range_where_it_saturates_and_an_explicit_setting_wins():
         and explicit.preset == ()
         and explicit.as_dict()["target"]["preset"] == "none"
     )
+    # another file than the target's preset gets another name; the preset's own setting, made explicit, does not
+    assert explicit.variant_name == "int8_static_qdq_minmax_500_avx2[half_range=none]"
+    assert settings("quant=static", "target=vnni", "quant.half_range=none").variant_name == vnni.variant_name
     blanket = settings("quant=static", "target=avx2", "quant.reduce_range=true")
     assert blanket.quant.half_range is None and blanket.preset == ()  # 7 bits everywhere already
     s8s8 = settings("quant=static", "target=avx2", "quant.activation_type=QInt8")
