@@ -22,6 +22,7 @@ from facequant.report.exclusion import read_search
 from facequant.report.rule import DROP_INTERVAL, Rule
 from facequant.report.sections import confidence, row_speedup, threads_phrase
 from facequant.report.table import Drop, Row, groups, variant_table
+from facequant.report.targets import host_speed
 from facequant.schema import (
     EXCLUDED_TXT,
     EXCLUSION_CSV,
@@ -79,6 +80,7 @@ def drop_evidence(drop: Drop, threshold: str) -> str:
 def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
     """Registry tags that say why this version was chosen, with the figures behind it."""
     run = row.run
+    whose = f"; {host_speed(row)}" if host_speed(row) else ""
     return {
         "facequant.run_id": run.run_id,
         "facequant.variant": run.name,
@@ -88,7 +90,7 @@ def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
         "facequant.accuracy_drop": drop_evidence(row.drop_accuracy, "accuracy threshold"),
         "facequant.tar_far_1e-3_drop": drop_evidence(row.drop_tar, "FAR=1e-3 threshold"),
         "facequant.speedup": f"{row_speedup(row)} (median paired FP32/variant batch-1 latency ratio, "
-        f"{threads_phrase(run.threads)}, {confidence(run)} interval)",
+        f"{threads_phrase(run.threads)}, {confidence(run)} interval{whose})",
         "facequant.compression": f"{row.compression:.2f}x",
         "facequant.rule": rule.text(row.all_pairs),
     }

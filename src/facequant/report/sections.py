@@ -18,6 +18,7 @@ from facequant.report.accuracy import (
 )
 from facequant.report.rule import Rule
 from facequant.report.table import Row, Table
+from facequant.report.targets import host_speed
 from facequant.schema import ALL_TAR_AT_FAR, Metric, Param, RunRecord, Tag, at_threads, far_text
 
 HEADLINE = {False: Metric.ACCURACY, True: Metric.TAR_FAR_1E3}  # the one figure of a row, by protocol=all
@@ -86,6 +87,7 @@ def speed_phrase(row: Row) -> str:
     low, high = row.interval
     verdict = "faster than FP32" if low > 1 else "slower than FP32" if high < 1 else "as fast as FP32 within the noise"
     interval = "no interval logged" if math.isnan(row.speedup_low) else f"{confidence(row.run)} interval"
+    interval += f"; {host_speed(row)}" if host_speed(row) else ""
     return f"{verdict} at batch 1 on {threads_phrase(row.run.threads)} (speed-up {row_speedup(row)}, {interval})"
 
 

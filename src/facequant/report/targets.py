@@ -18,9 +18,16 @@ ARITHMETIC = {
 }
 
 
+def host_speed(row: Row) -> str:
+    """Empty when the speed-up stands for the run's target; else whose it is, for every sentence that quotes it."""
+    if row.run.param(Param.TARGET_SPEED_MEASURED) != "False":
+        return ""
+    return f"measured on the {row.run.param(Param.TARGET_HOST)} host, not on {target_isa(row)}"
+
+
 def speed_text(row: Row) -> str:
     """Speed is the host's: a variant for another target says so, naming the host's ISA."""
-    if row.run.param(Param.TARGET_SPEED_MEASURED) == "False":
+    if host_speed(row):
         return f"not measured: host is {row.run.param(Param.TARGET_HOST)}"
     return fmt(row.speedup, ".2f") + "x" if not math.isnan(row.speedup) else "n/a"
 

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 
 from facequant.report import Rule, recommend
+from facequant.report.comparison import evidence
 from facequant.report.deployment import THRESHOLD_TAG, deployment_tags, run_thresholds
+from facequant.report.sections import speed_phrase
 from facequant.report.table import variant_table
 from facequant.report.targets import target_lines
 from facequant.schema import Metric, Param
@@ -56,6 +58,11 @@ def test_validity_per_target_names_the_arithmetic_and_says_when_speed_was_not_me
     assert row["Speed-up"] == "not measured: host is vnni" and row["Kernel check"] == "passes"
     mine = cells(lines, "int8_static_qdq_entropy_500", header)
     assert mine["Arithmetic"] == "the host's kernels" and mine["Speed-up"] == "3.10x"
+    # every sentence that quotes the host's speed-up for another target says whose it is
+    rows = variant_table([fp32(), emulated]).rows
+    assert speed_phrase(rows[1]).endswith("; measured on the vnni host, not on avx2)")
+    assert evidence(rows[1], Rule(), None)["facequant.speedup"].endswith("; measured on the vnni host, not on avx2)")
+    assert "measured on" not in speed_phrase(variant_table([fp32(), native]).rows[1])
 
 
 def test_registered_tags_hold_the_targets_validated_the_thresholds_beside_fp32s_and_the_contract():
