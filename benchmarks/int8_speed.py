@@ -1,6 +1,6 @@
 """How fast can INT8 go on this CPU? Every candidate path, timed in one process, interleaved with ONNX Runtime FP32.
 
-Builds (or takes from the cache) the msceleb128 FP32 export and static INT8 variants, then runs the paired
+Builds (or takes from the cache) the model's FP32 export and static INT8 variants, then runs the paired
 protocol of the benchmark stage over all of them at once: each round, every model in turn. Prints per thread
 count each candidate's p50 latency and its speed-up over ONNX Runtime FP32 with the 95% interval, and the CPU.
 Accuracy is not measured here: run the candidates that win through `src/main.py` on the 6000 pairs.
@@ -37,10 +37,12 @@ OPENVINO = RuntimeConfig("openvino", "f32")
 
 # name -> (quant overrides, runtime, ONNX Runtime session config entries)
 CANDIDATES: dict[str, tuple[list[str], RuntimeConfig, dict[str, str]]] = {
-    "ORT static U8S8 per-channel (default)": (["quant=static"], runtime.ORT, {}),
+    "ORT static U8S8 per-channel (default: the host's preset)": (["quant=static"], runtime.ORT, {}),
+    "ORT static U8S8 per-channel, full range": (["quant=static", "quant.half_range=none"], runtime.ORT, {}),
     "ORT static U8S8 per-tensor": (["quant=static", "quant.per_channel=false"], runtime.ORT, {}),
     "ORT static U8S8 per-channel, reduce_range": (["quant=static", "quant.reduce_range=true"], runtime.ORT, {}),
     "ORT static U8U8 per-channel": (["quant=static", "quant.weight_type=QUInt8"], runtime.ORT, {}),
+    "ORT static S8S8 per-channel": (["quant=static", "quant.activation_type=QInt8"], runtime.ORT, {}),
     "ORT static per-channel, no spinning": (["quant=static"], runtime.ORT, {"session.intra_op.allow_spinning": "0"}),
     "OpenVINO static per-channel (same QDQ file)": (["quant=static"], OPENVINO, {}),
     "OpenVINO static per-tensor (same QDQ file)": (["quant=static", "quant.per_channel=false"], OPENVINO, {}),
@@ -51,7 +53,7 @@ if has_bf16():
 
 
 def settings(args: argparse.Namespace, overrides: list[str]) -> Settings:
-    base = ["model=msceleb128", f"dataset.root={args.lfw}", "dataset.folds=1", f"model.weights_dir={args.weights}"]
+    base = [f"model={args.model}", f"dataset.root={args.lfw}", "dataset.folds=1", f"model.weights_dir={args.weights}"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return load_settings(compose(config_name="config", overrides=base + overrides))
 
@@ -99,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw", default=str(REPO.parent / "shared" / "data" / "lfw"))
     parser.add_argument("--weights", default=str(Path.home() / ".cache" / "facequant" / "weights"))
+    parser.add_argument("--model", default="msceleb128", help="model= of the pipeline")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
