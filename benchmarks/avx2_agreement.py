@@ -75,7 +75,7 @@ def main() -> None:
     v = fp32.verification
     print(f"{'FP32':22s} {v.accuracy:8.4f} {'':>24s} {v.tar_far[1e-3]:8.4f}")
     for label, evaluation in scored.items():
-        m = compare_with_fp32(data, evaluation, fp32).metrics
+        m = compare_with_fp32(data, evaluation, fp32).metrics | evaluation.drops_from(fp32)
         acc = (
             f"{100 * m[Metric.ACCURACY_DROP]:.2f} [{100 * m[Metric.ACCURACY_DROP_CI_LOW]:.2f}, "
             f"{100 * m[Metric.ACCURACY_DROP_CI_HIGH]:.2f}]"
