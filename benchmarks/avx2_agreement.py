@@ -13,11 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from hydra import compose, initialize_config_dir
 
 from facequant.cache.layout import CacheLayout
 from facequant.config.settings import load_settings
+from facequant.evaluation.paired import embedding_cosines
 from facequant.job.held_out import held_out
 from facequant.job.stages import compare_with_fp32, evaluate_model, export_model, prepare_data, quantize_model
 from facequant.machine import host_isa, machine_info
@@ -28,10 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 # --variant: full-range weights everywhere (which saturate), or the avx2 preset (7 bits where they saturate)
 HALF_RANGE = {"full": "none", "preset": "saturating"}
 ARITHMETIC = {"real AVX2 kernels": "host", "emulated avx2": "avx2", "exact (QDQ in float)": "exact"}
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def main() -> None:
@@ -94,7 +90,7 @@ def main() -> None:
         "real vs exact": (real, exact),
         "emulated vs exact": (emulated, exact),
     }.items():
-        c = _cosine(a.embeddings, b.embeddings)
+        c = embedding_cosines(a.embeddings, b.embeddings)
         print(f"  {name:18s} {c.mean():.5f} / {c.min():.4f}")
     gap_acc = 100 * abs(real.verification.accuracy - emulated.verification.accuracy)
     gap_tar = 100 * abs(real.verification.tar_far[1e-3] - emulated.verification.tar_far[1e-3])

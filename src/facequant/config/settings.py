@@ -82,7 +82,7 @@ class Settings:
         for key in ("nodes_to_exclude", "exclude", "half_range"):  # by count or target: the list is an artifact
             quant.pop(key, None)
         extra = _suffix(quant, QUANT_DEFAULTS[self.quant.mode].effective())
-        if self.quant.half_range not in (None, "saturating" if self.target.saturates else "none"):
+        if self.quant.half_range not in (None, self.target.half_range):
             extra.append(f"half_range={self.quant.half_range}")  # not the target's preset: another file
         if self.calibration is not None:
             name += f"_{self.calibration.method}_{self.calibration.num_samples}"
@@ -233,8 +233,7 @@ def _target_preset(quant: QuantConfig, target: TargetConfig) -> tuple[QuantConfi
     u8s8 = quant.mode == "static" and (quant.activation_type, quant.weight_type) == ("QUInt8", "QInt8")
     if quant.half_range is not None or not u8s8 or quant.reduce_range:
         return quant, ()
-    half = "saturating" if target.saturates else "none"
-    return replace(quant, half_range=half), (f"quant.half_range={half}",)
+    return replace(quant, half_range=target.half_range), (f"quant.half_range={target.half_range}",)
 
 
 def _check_bf16(runtime: RuntimeConfig) -> None:

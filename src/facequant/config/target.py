@@ -60,3 +60,8 @@ class TargetConfig:
     @property
     def saturates(self) -> bool:
         return self.isa == "avx2"
+
+    @property
+    def half_range(self) -> str:
+        """The preset's quant.half_range for static U8S8 variants: 7 bits where pair sums saturate, else none."""
+        return "saturating" if self.saturates else "none"

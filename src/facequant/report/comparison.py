@@ -80,7 +80,7 @@ def drop_evidence(drop: Drop, threshold: str) -> str:
 def evidence(row: Row, rule: Rule, sweep: str | None) -> dict[str, str]:
     """Registry tags that say why this version was chosen, with the figures behind it."""
     run = row.run
-    whose = f"; {host_speed(row)}" if host_speed(row) else ""
+    whose = f"; {note}" if (note := host_speed(row)) else ""
     return {
         "facequant.run_id": run.run_id,
         "facequant.variant": run.name,

@@ -87,7 +87,8 @@ def speed_phrase(row: Row) -> str:
     low, high = row.interval
     verdict = "faster than FP32" if low > 1 else "slower than FP32" if high < 1 else "as fast as FP32 within the noise"
     interval = "no interval logged" if math.isnan(row.speedup_low) else f"{confidence(row.run)} interval"
-    interval += f"; {host_speed(row)}" if host_speed(row) else ""
+    whose = host_speed(row)
+    interval += f"; {whose}" if whose else ""
     return f"{verdict} at batch 1 on {threads_phrase(row.run.threads)} (speed-up {row_speedup(row)}, {interval})"
 
 
