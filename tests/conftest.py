@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import WEIGHTS_DIR, create_store, job_runs, main, need_lfw, need_weights, nhwc_bgr
+from helpers import LFW_ROOT, WEIGHTS_DIR, create_store, job_runs, need_lfw, need_weights, nhwc_bgr
+from helpers.shared import SharedSweep
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "system", "cluster")
@@ -121,12 +122,21 @@ def fp32_pre(fp32_onnx) -> Path:
     return pre_process(path, path.with_name("fp32.pre.onnx"), {"test": "pre"})
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_in_background(request, tmp_path_factory):
+    """Start building the shared sweep at the session's first test if a selected test needs it, so that tests which
+    do not need it run meanwhile (helpers/shared.py)."""
+    if (LFW_ROOT / "pairs.txt").is_file() and any("sweep" in item.fixturenames for item in request.session.items):
+        with SharedSweep.of_session(tmp_path_factory).building():
+            yield
+    else:
+        yield
+
+
 @pytest.fixture(scope="session")
 def sweep(lfw_root, msceleb128, tmp_path_factory):
-    """A real quant=fp32,dynamic,static sweep on the first fold: (workdir, its job runs)."""
-    workdir = tmp_path_factory.mktemp("sweep")
-    proc = main(workdir, "quant=fp32,dynamic,static", multirun=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """A real quant=fp32,dynamic,static sweep on the first fold, once per session: (workdir, its job runs)."""
+    workdir = SharedSweep.of_session(tmp_path_factory).result()
     return workdir, job_runs(workdir)
 
 

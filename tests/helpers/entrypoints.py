@@ -41,9 +41,11 @@ def share_aligned(sweep_workdir: Path, workdir: Path, *entries: str) -> None:
     """Reuse the sweep's aligned faces (and other cache entries) in a new cache: aligning a fold costs ~40 s.
 
     Hard links, not a symlink: the cache refuses paths that resolve outside it, and its writes replace files.
+    Temporary files of a writer in another pytest-xdist worker are left out: they are never entries.
     """
     for entry in ("aligned", *entries):
-        shutil.copytree(sweep_workdir / "cache" / entry, workdir / "cache" / entry, copy_function=os.link)
+        src, dst = sweep_workdir / "cache" / entry, workdir / "cache" / entry
+        shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(".*.tmp", "*.lock"))
 
 
 def main(workdir: Path, *overrides: str, multirun: bool = False, **kwargs) -> subprocess.CompletedProcess:

@@ -76,6 +76,17 @@ def _stop_group(proc: subprocess.Popen, grace: float) -> None:
     proc.wait(timeout=30)
 
 
+@contextmanager
+def background(cmd: list[str], **popen: object) -> Iterator[subprocess.Popen]:
+    """cmd in its own recorded process group for the block's duration; whatever of it still runs then is stopped."""
+    proc = subprocess.Popen(cmd, start_new_session=True, **popen)
+    try:
+        with _recorded(proc.pid, "TERM"):
+            yield proc
+    finally:
+        _stop_group(proc, grace=10)
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run its programs as the postgres user Debian's package creates."""
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd

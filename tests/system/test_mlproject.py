@@ -11,11 +11,11 @@ import mlflow
 import pandas as pd
 import yaml
 
-from helpers import LFW_ROOT, QUICK_BENCHMARK, REPO, WEIGHTS_DIR
+from helpers import LFW_ROOT, QUICK_BENCHMARK, REPO, WEIGHTS_DIR, share_aligned
 
 
 def test_mlflow_run_nests_jobs_under_its_own_run(sweep, tmp_path):
-    workdir, _ = sweep  # reuse its warm caches
+    share_aligned(sweep[0], tmp_path, "onnx", "scores")  # its warm caches, in a cache of its own
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.MlflowClient().create_experiment("facequant", artifact_location=str(tmp_path / "artifacts"))
@@ -24,7 +24,7 @@ def test_mlflow_run_nests_jobs_under_its_own_run(sweep, tmp_path):
             f"dataset.root={LFW_ROOT}",
             "dataset.folds=1",
             f"model.weights_dir={WEIGHTS_DIR}",
-            f"cache_dir={workdir / 'cache'}",
+            f"cache_dir={tmp_path / 'cache'}",
             *QUICK_BENCHMARK,
             "benchmark.threads=[1]",
             "sensitivity=false",  # this test is about the run nesting

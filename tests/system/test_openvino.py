@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from facequant.machine import has_bf16
-from helpers import job_runs, main
+from helpers import job_runs, main, share_aligned
 
 
-def test_openvino_runs_the_static_int8_file_close_to_onnx_runtime(sweep):
-    workdir, df = sweep  # its static variant and FP32 scores are cached: only OpenVINO's work is new
+def test_openvino_runs_the_static_int8_file_close_to_onnx_runtime(sweep, tmp_path):
+    df = sweep[1]  # its static variant and FP32 scores are shared: only OpenVINO's work is new
     fp32, ort_static = df.iloc[0], df.iloc[2]
+    workdir = tmp_path  # its own store: other tests log into the sweep's while this one runs
+    share_aligned(sweep[0], workdir, "onnx", "scores")
     proc = main(workdir, "quant=static", "runtime=openvino", "sensitivity=false", "benchmark.threads=[1]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = job_runs(workdir).iloc[-1]
@@ -27,8 +29,9 @@ def test_openvino_runs_the_static_int8_file_close_to_onnx_runtime(sweep):
 
 
 @pytest.mark.skipif(not has_bf16(), reason="this CPU has neither avx512_bf16 nor amx_bf16, so bf16 cannot run")
-def test_bf16_runs_close_to_fp32(sweep):
-    workdir, df = sweep
+def test_bf16_runs_close_to_fp32(sweep, tmp_path):
+    workdir = tmp_path
+    share_aligned(sweep[0], workdir, "onnx", "scores")
     proc = main(workdir, "quant=fp32", "runtime=openvino", "runtime.precision=bf16")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = job_runs(workdir).iloc[-1]
