@@ -8,6 +8,7 @@ import onnx
 import pytest
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+from facequant.evaluation.paired import embedding_cosines
 from facequant.machine import host_isa
 from facequant.onnxmodel import InputSpec
 from facequant.quant.quantize import FaceReader, weights_of
@@ -16,10 +17,6 @@ from facequant.runtime.sessions import embed
 
 SPEC = InputSpec("per_image")  # msceleb128's preprocessing
 BOUND = 1e-3  # target.max_saturation's default
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +65,7 @@ def test_avx2_arithmetic_costs_the_full_range_variant_and_not_the_preset(variant
     for name, model in (("full", full), ("preset", preset)):
         written = embed(model, faces, SPEC, arithmetic="exact")
         emulated = embed(model, faces, SPEC, arithmetic="avx2")
-        lost[name] = _cosine(emulated, written)
+        lost[name] = embedding_cosines(emulated, written)
     # the saturation pass yields the preset's emulated embeddings too, so the kernel check can reuse them
     np.testing.assert_allclose(saturation(preset, faces, SPEC).embeddings, emulated, rtol=0, atol=1e-5)
     assert lost["preset"].mean() >= 0.999 and lost["preset"].min() > lost["full"].min()
@@ -83,9 +80,9 @@ def test_the_hosts_kernels_compute_what_its_arithmetic_is_emulated_as(variants):
         pytest.skip(f"this CPU ({host_isa()}) is not an x86 INT8 target facequant emulates")
     real = embed(full, faces, SPEC)
     emulated = embed(full, faces, SPEC, arithmetic=host)
-    assert _cosine(real, emulated).mean() >= 0.999
+    assert embedding_cosines(real, emulated).mean() >= 0.999
     other = embed(full, faces, SPEC, arithmetic="exact" if host == "avx2" else "avx2")
-    assert _cosine(real, other).mean() < _cosine(real, emulated).mean()
+    assert embedding_cosines(real, other).mean() < embedding_cosines(real, emulated).mean()
 
 
 @pytest.mark.skipif(
@@ -97,6 +94,6 @@ def test_avx2_emulation_tracks_the_real_avx2_kernels_node_by_node(variants):
     _, full, preset, _, _, faces = variants
     written = embed(full, faces, SPEC, arithmetic="exact")
     real, emulated = embed(full, faces, SPEC), embed(full, faces, SPEC, arithmetic="avx2")
-    assert _cosine(real, emulated).mean() >= 0.999
-    assert abs(_cosine(real, written).mean() - _cosine(emulated, written).mean()) < 0.002
-    assert _cosine(embed(preset, faces, SPEC), embed(preset, faces, SPEC, arithmetic="avx2")).mean() >= 0.999
+    assert embedding_cosines(real, emulated).mean() >= 0.999
+    assert abs(embedding_cosines(real, written).mean() - embedding_cosines(emulated, written).mean()) < 0.002
+    assert embedding_cosines(embed(preset, faces, SPEC), embed(preset, faces, SPEC, arithmetic="avx2")).mean() >= 0.999
