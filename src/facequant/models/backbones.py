@@ -67,8 +67,8 @@ def fetch_weights(cfg: ModelConfig) -> tuple[Path, str]:
     calls this before any run exists."""
     source = SOURCES.get(cfg.name, "")
     if cfg.name == "msceleb128":
-        template = build_backbone(128).state_dict
-        return msceleb128_state_dict(Path(cfg.weights_dir).expanduser(), template), source
+        weights_dir = Path(cfg.weights_dir).expanduser()
+        return msceleb128_state_dict(weights_dir, lambda: build_backbone(128).state_dict()), source
     if cfg.name in ("file", "onnx"):
         return Path(str(cfg.path)).expanduser(), source  # checked to exist when the config was validated
     if cfg.name == "casia_webface":
