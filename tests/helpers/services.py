@@ -77,14 +77,17 @@ def _stop_group(proc: subprocess.Popen, grace: float) -> None:
 
 
 @contextmanager
-def background(cmd: list[str], **popen: object) -> Iterator[subprocess.Popen]:
-    """cmd in its own recorded process group for the block's duration; whatever of it still runs then is stopped."""
+def background(
+    cmd: list[str], stop_signal: str = "TERM", grace: float = 10, **popen: object
+) -> Iterator[subprocess.Popen]:
+    """cmd in its own process group, recorded with stop_signal for the block's duration; whatever of the group
+    still runs then is stopped (_stop_group, after grace seconds)."""
     proc = subprocess.Popen(cmd, start_new_session=True, **popen)
     try:
-        with _recorded(proc.pid, "TERM"):
+        with _recorded(proc.pid, stop_signal):
             yield proc
     finally:
-        _stop_group(proc, grace=10)
+        _stop_group(proc, grace)
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -169,16 +172,11 @@ def mlflow_server(
         }
     if allowed_hosts is not None:
         cmd += ["--allowed-hosts", allowed_hosts]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
-    try:
-        with _recorded(proc.pid, "TERM"):
-            # the API, not /health, which answers before the API does; 401 is an answer too (authentication on)
-            _wait(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", proc, log, timeout=180, ready=(200, 401))
-            yield uri
-    finally:
-        _stop_group(proc, grace=60)
+    with open(log, "w") as out, background(cmd, "TERM", 60, stdout=out, stderr=subprocess.STDOUT, env=env) as proc:
+        # the API, not /health, which answers before the API does; 401 is an answer too (authentication on)
+        _wait(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", proc, log, timeout=180, ready=(200, 401))
+        yield uri
 
 
 # Ray takes 127.0.0.1 for "this machine" and registers the node at the external interface's address instead, even
@@ -205,11 +203,12 @@ def ray_head(workdir: Path, cpus: int, env: dict[str, str] | None = None) -> Ite
     cmd += ["--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"]
     cmd += [f"--temp-dir={temp_dir}"]
     log = workdir / "ray-head.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"127.0.0.1:{port}"
-    try:
-        with _recorded(proc.pid, "KILL"):
+    try:  # KILL, grace 10: a throwaway cluster, nothing to save
+        with (
+            open(log, "w") as out,
+            background(cmd, "KILL", 10, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT) as proc,
+        ):
             deadline = time.monotonic() + 180
             status = [str(VENV_BIN / "ray"), "status", f"--address={address}"]
             while (
@@ -221,5 +220,4 @@ def ray_head(workdir: Path, cpus: int, env: dict[str, str] | None = None) -> Ite
                 time.sleep(1)
             yield RayHead(address, temp_dir)
     finally:
-        _stop_group(proc, grace=10)  # a throwaway cluster: nothing to save
         shutil.rmtree(temp_dir, ignore_errors=True)
