@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LFW_ROOT, WEIGHTS_DIR, create_store, job_runs, need_lfw, need_weights, nhwc_bgr
+from helpers import WEIGHTS_DIR, create_store, has_lfw, job_runs, need_lfw, need_weights, nhwc_bgr
 from helpers.shared import SharedSweep
 
 TESTS = Path(__file__).resolve().parent
@@ -126,7 +126,7 @@ def fp32_pre(fp32_onnx) -> Path:
 def _sweep_in_background(request, tmp_path_factory):
     """Start building the shared sweep at the session's first test if a selected test needs it, so that tests which
     do not need it run meanwhile (helpers/shared.py)."""
-    if (LFW_ROOT / "pairs.txt").is_file() and any("sweep" in item.fixturenames for item in request.session.items):
+    if has_lfw() and any("sweep" in item.fixturenames for item in request.session.items):
         with SharedSweep.of_session(tmp_path_factory).building():
             yield
     else:

@@ -36,7 +36,7 @@ from .onnx_models import (
     tiny_model,
     unrunnable_model,
 )
-from .paths import LFW_ROOT, REPO, WEIGHTS_DIR, absent, need_lfw, need_weights
+from .paths import LFW_ROOT, REPO, WEIGHTS_DIR, absent, has_lfw, need_lfw, need_weights
 from .records import (
     ARCHITECTURE,
     DOCUMENTED_METRICS,
@@ -79,6 +79,7 @@ __all__ = [
     "create_store",
     "fake_run",
     "fp32",
+    "has_lfw",
     "job_runs",
     "log_data_sets",
     "logged_model",

@@ -23,8 +23,12 @@ def absent(reason: str) -> None:
     pytest.skip(reason)
 
 
+def has_lfw() -> bool:
+    return (LFW_ROOT / "pairs.txt").is_file()
+
+
 def need_lfw() -> Path:
-    if not (LFW_ROOT / "pairs.txt").is_file():
+    if not has_lfw():
         absent(f"real LFW data not found at {LFW_ROOT}; set FACEQUANT_LFW to a folder with pairs.txt")
     return LFW_ROOT
 
