@@ -60,9 +60,9 @@ def job_run(
     outer = parent_run_id or os.environ.get("MLFLOW_RUN_ID")
     client = mlflow.MlflowClient()
     experiment_id = client.get_run(outer).info.experiment_id if outer else _experiment_id(client, cfg.experiment)
-    mlflow.set_experiment(experiment_id=experiment_id)
     end_dead_runs(experiment_id)
     run = mlflow.start_run(
+        experiment_id=experiment_id,
         run_name=run_name,
         tags=dict(tags) | _where(),
         parent_run_id=parent_run_id,

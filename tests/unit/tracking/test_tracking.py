@@ -2,6 +2,7 @@
 likewise."""
 
 import os
+import shutil
 import signal
 import time
 
@@ -51,6 +52,20 @@ def test_failure_ends_the_run_failed_with_the_reason(cfg, error, status):
     assert run.data.tags["error"].startswith(type(error).__name__)
     assert run.data.metrics["n_pairs"] == 600  # nothing already logged is lost
     assert mlflow.active_run() is None
+
+
+def test_a_job_run_leaves_no_active_experiment_behind(cfg, empty_store, tmp_path):
+    """A caller that then opens a run on another store must land in that store's default experiment, not in an id
+    that only the job's store has (MLflow's set_experiment would also export MLFLOW_EXPERIMENT_ID to children)."""
+    with job_run(cfg, "fp32", {}):
+        pass
+    assert "MLFLOW_EXPERIMENT_ID" not in os.environ
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copyfile(empty_store, other / "mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{other / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        assert run.info.experiment_id == "0"
 
 
 def test_flatten():
