@@ -22,8 +22,9 @@ from hydra import compose, initialize_config_dir
 from facequant.cache.layout import CacheLayout
 from facequant.config.settings import load_settings
 from facequant.job.artifacts import all_artifacts
-from facequant.job.stages import export_model, prepare_data, quantize_model
+from facequant.job.stages import export_model, prepare_data
 from facequant.job.stages_all import compare_all, evaluate_all
+from facequant.job.stages_quant import quantize_model
 from facequant.machine import machine_info
 from facequant.runtime import sessions as runtime
 

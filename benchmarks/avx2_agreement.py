@@ -19,7 +19,8 @@ from facequant.cache.layout import CacheLayout
 from facequant.config.settings import load_settings
 from facequant.evaluation.paired import embedding_cosines
 from facequant.job.held_out import held_out
-from facequant.job.stages import compare_with_fp32, evaluate_model, export_model, prepare_data, quantize_model
+from facequant.job.stages import compare_with_fp32, evaluate_model, export_model, prepare_data
+from facequant.job.stages_quant import quantize_model
 from facequant.machine import host_isa, machine_info
 from facequant.quant.saturation import saturation
 from facequant.schema import Metric, Param

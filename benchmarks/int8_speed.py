@@ -26,7 +26,8 @@ from hydra import compose, initialize_config_dir
 from facequant.cache.layout import CacheLayout
 from facequant.config.running import RuntimeConfig
 from facequant.config.settings import Settings, load_settings
-from facequant.job.stages import export_model, prepare_data, quantize_model
+from facequant.job.stages import export_model, prepare_data
+from facequant.job.stages_quant import quantize_model
 from facequant.machine import has_bf16, machine_info
 from facequant.runtime import sessions as runtime
 from facequant.runtime.benchmark import interleaved, speedup

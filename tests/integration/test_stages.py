@@ -14,8 +14,9 @@ from facequant.config.sections import QUANT_DEFAULTS, AlignConfig, CalibrationCo
 from facequant.config.settings import Settings
 from facequant.config.target import TargetConfig
 from facequant.data.lfw import pair_images
-from facequant.job import stages
-from facequant.job.stages import EvalData, evaluate_model, export_model, prepare_data, quantize_model
+from facequant.job import stages_quant
+from facequant.job.stages import EvalData, evaluate_model, export_model, prepare_data
+from facequant.job.stages_quant import quantize_model
 from facequant.models.export import read_metadata
 from helpers import WEIGHTS_DIR, share_aligned
 
@@ -100,7 +101,7 @@ def test_the_avx2_presets_weights_are_measured_once_per_full_range_file(job, mon
     def measured(*_):
         raise AssertionError("saturation measured again")
 
-    monkeypatch.setattr(stages, "saturation", measured)
+    monkeypatch.setattr(stages_quant, "saturation", measured)
     again = quantize_model(preset, layout, data, exported)
     assert not again.built and again.half_range == first.half_range and again.path == first.path
     tighter = replace(preset, target=replace(preset.target, max_saturation=0.0))  # another bound: measured anew

@@ -23,7 +23,8 @@ from facequant.data.validation_pairs import validation_images, validation_pairs
 from facequant.evaluation.paired import bootstrap_drops
 from facequant.evaluation.stats import Interval, min_rounds
 from facequant.job.held_out import Sensitivity
-from facequant.job.stages import EvalData, Exported, Quantized, benchmark_model, evaluate_model, quantize_model
+from facequant.job.stages import EvalData, Exported, benchmark_model, evaluate_model
+from facequant.job.stages_quant import Quantized, quantize_model
 from facequant.quant.exclusion import Step, exclusion_artifacts, node_ranking, search, step_metrics, unmet
 from facequant.schema import Metric, Tag
 

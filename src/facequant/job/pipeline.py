@@ -23,16 +23,15 @@ from facequant.job.stages import (
     EvalData,
     Evaluation,
     Paired,
-    Quantized,
     benchmark_model,
     compare_with_fp32,
     evaluate_model,
     export_model,
     prepare_data,
-    quantize_model,
 )
 from facequant.job.stages_all import FAR_NOTE as ALL_FAR_NOTE
 from facequant.job.stages_all import AllEvaluation, compare_all, evaluate_all
+from facequant.job.stages_quant import Quantized, quantize_model
 from facequant.machine import environment, git_commit, machine_info
 from facequant.models.export import OPSET, model_sha256
 from facequant.onnxmodel import InputSpec
