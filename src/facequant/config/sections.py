@@ -21,7 +21,7 @@ def at_least(section: str, key: str, value: float, low: float) -> None:
 Preprocess = Literal["fixed", "per_image"]
 ModelName = Literal["vggface2", "casia_webface", "msceleb128", "file", "onnx"]
 Selection = Literal["center_weighted_size", "probability", "largest", "largest_over_threshold"]
-AlignImplementation = Literal["onnxruntime", "reference"]
+AlignImplementation = Literal["openvino", "onnxruntime", "reference"]
 QuantMode = Literal["fp32", "dynamic", "static"]
 QType = Literal["QUInt8", "QInt8"]
 QFormat = Literal["QDQ", "QOperator"]
@@ -158,8 +158,8 @@ class AlignConfig:
     fallback_box: float = 0.45
     detect_max_side: int = 1600  # larger photos are detected downscaled to this side, cropped at full resolution
     batch_size: int = 16
-    workers: int | None = None  # batches aligned at once; None: one per usable CPU (onnxruntime), 1 (reference)
-    implementation: AlignImplementation = "onnxruntime"
+    workers: int | None = None  # batches aligned at once; None: one per usable CPU, 1 for reference
+    implementation: AlignImplementation = "openvino"
 
     def __post_init__(self) -> None:
         at_least("align", "image_size", self.image_size, 32)

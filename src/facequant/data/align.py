@@ -20,7 +20,7 @@ from facequant.cache.files import exclusive, load_npz, save_npz
 from facequant.cache.layout import CacheLayout, FaceSetIdentity
 from facequant.config.sections import AlignConfig
 from facequant.data.images import ImageError, image_sha256, read_rgb
-from facequant.data.mtcnn import detect_faces, onnx_net
+from facequant.data.mtcnn import detect_faces, onnx_net, openvino_net
 from facequant.machine import usable_cpus
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,11 @@ NO_FACE: Detection = (None, None, None)
 
 
 class Detector:
-    """MTCNN with facenet-pytorch's weights, run by data/mtcnn.py (onnxruntime) or by facenet-pytorch (reference).
+    """MTCNN with facenet-pytorch's weights, run by data/mtcnn.py (nets on openvino or onnxruntime) or by
+    facenet-pytorch (reference).
 
-    The onnxruntime implementation aligns `workers` batches at once, each on one ONNX Runtime thread: MTCNN's
-    small convolutions and its Python steps between them keep two threads of one batch mostly idle."""
+    data/mtcnn.py aligns `workers` batches at once, each on one runtime thread: MTCNN's small convolutions and its
+    Python steps between them keep two threads of one batch mostly idle."""
 
     def __init__(self, cfg: AlignConfig) -> None:
         from facenet_pytorch import MTCNN
@@ -73,7 +74,10 @@ class Detector:
         if not reference:
             threads = max(1, usable_cpus() // self.workers)
             sizes = ((self.mtcnn.pnet, None), (self.mtcnn.rnet, 24), (self.mtcnn.onet, 48))
-            self.nets = tuple(onnx_net(net, size, threads) for net, size in sizes)
+            if cfg.implementation == "openvino":
+                self.nets = tuple(openvino_net(net, size, threads, self.workers) for net, size in sizes)
+            else:
+                self.nets = tuple(onnx_net(net, size, threads) for net, size in sizes)
 
     def detect(self, images: list[Image.Image]) -> list[Detection]:
         """Every face in each image; images of one size are detected as one batch."""

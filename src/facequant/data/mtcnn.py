@@ -1,17 +1,17 @@
-"""facenet-pytorch's MTCNN pipeline, with its three nets on ONNX Runtime and every R-Net and O-Net candidate of a
-batch cropped and resized at once.
+"""facenet-pytorch's MTCNN pipeline, with its three nets on OpenVINO (or ONNX Runtime) and every R-Net and O-Net
+candidate of a batch cropped and resized at once.
 
 facenet-pytorch crops and resizes each candidate box with its own `interpolate(mode="area")` call, which takes half
 of MTCNN's time. Area resampling of a box is a mean over rectangles, so one integral image per batch gives every
 candidate's resampled pixels in four gathers: the same sums, divided as PyTorch divides them; P-Net's pyramid levels
-come from the same integral image. The three nets run on ONNX Runtime, and no step wakes PyTorch's thread pool, so
-two aligner workers can share the cores (docs/alignment.md). The weights, scales, thresholds, NMS and box
-regression are facenet-pytorch's own.
+come from the same integral image. No step wakes PyTorch's thread pool, so two aligner workers can share the cores
+(docs/alignment.md). The weights, scales, thresholds, NMS and box regression are facenet-pytorch's own.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from collections.abc import Callable
 
@@ -33,9 +33,8 @@ Detections = tuple[np.ndarray, np.ndarray]
 Net = Callable[[np.ndarray], tuple[torch.Tensor, ...]]
 
 
-def onnx_net(net: torch.nn.Module, size: int | None, threads: int) -> Net:
-    """The module exported in memory and run by ONNX Runtime on `threads` threads; size None: any height and width
-    (P-Net)."""
+def _onnx(net: torch.nn.Module, size: int | None) -> bytes:
+    """The module as ONNX, in memory; size None: any height and width (P-Net)."""
     example = torch.zeros(1, 3, size or 12, size or 12)
     axes = {0: "n"} if size else {0: "n", 2: "h", 3: "w"}
     buffer = io.BytesIO()
@@ -44,12 +43,36 @@ def onnx_net(net: torch.nn.Module, size: int | None, threads: int) -> Net:
         torch.onnx.export(
             net.eval(), example, buffer, input_names=["x"], dynamic_axes={"x": axes}, opset_version=17, dynamo=False
         )
+    return buffer.getvalue()
+
+
+def onnx_net(net: torch.nn.Module, size: int | None, threads: int) -> Net:
+    """The module run by ONNX Runtime on `threads` threads."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(_onnx(net, size), options, providers=["CPUExecutionProvider"])
 
     def run(x: np.ndarray) -> tuple[torch.Tensor, ...]:
         return tuple(torch.from_numpy(out) for out in session.run(None, {"x": x}))
+
+    return run
+
+
+def openvino_net(net: torch.nn.Module, size: int | None, threads: int, streams: int) -> Net:
+    """The module compiled by OpenVINO in FP32 (not bf16 where the host has it: the crops must stay at parity), with
+    one stream of `threads` unpinned threads per aligner worker: requests on one stream run one at a time."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads * streams, "NUM_STREAMS": streams}
+    compiled = core.compile_model(core.read_model(_onnx(net, size)), "CPU", config | {"ENABLE_CPU_PINNING": False})
+    local = threading.local()
+
+    def run(x: np.ndarray) -> tuple[torch.Tensor, ...]:
+        if not hasattr(local, "request"):
+            local.request = compiled.create_infer_request()
+        outputs = local.request.infer({0: x})
+        return tuple(torch.from_numpy(out.copy()) for out in outputs.values())
 
     return run
 

@@ -9,7 +9,7 @@ import torch
 from torch.nn.functional import interpolate
 
 from facequant.config.sections import ConfigError
-from facequant.data.mtcnn import area_crops, area_resize, integral_image
+from facequant.data.mtcnn import area_crops, area_resize, integral_image, openvino_net
 from helpers import settings
 
 
@@ -59,9 +59,32 @@ def test_integral_image_switches_to_int64_before_int32_could_overflow():
     assert np.array_equal(sums[:, 1:, 1:], small.astype(np.int64).cumsum(1).cumsum(2))
 
 
+@pytest.mark.parametrize("net_name", ["PNet", "ONet"])
+def test_the_openvino_nets_give_pytorchs_outputs_from_two_worker_threads_at_once(net_name):
+    """One stream per worker: requests of two threads run side by side, each with its own outputs; P-Net takes any
+    pyramid level's height and width."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facenet_pytorch.models import mtcnn
+
+    net = getattr(mtcnn, net_name)().eval()  # facenet-pytorch's weights
+    shapes = [(9, 3, 48, 48), (4, 3, 48, 48)] if net_name == "ONet" else [(2, 3, 151, 151), (2, 3, 37, 52)]
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal(shape).astype(np.float32) for shape in shapes * 4]
+    run = openvino_net(net, 48 if net_name == "ONet" else None, threads=1, streams=2)
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(run, xs))
+    with torch.inference_mode():
+        for outputs, x in zip(got, xs, strict=True):
+            want = net(torch.from_numpy(x))
+            assert len(outputs) == len(want)
+            for a, b in zip(outputs, want, strict=True):
+                assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_the_reference_implementation_shares_the_crop_key():
     default, reference = settings(), settings("align=mtcnn_reference")
-    assert (default.align.implementation, reference.align.implementation) == ("onnxruntime", "reference")
+    assert (default.align.implementation, reference.align.implementation) == ("openvino", "reference")
     assert default.align.crop_settings() == reference.align.crop_settings()
     assert default.variant_key == reference.variant_key
     assert "detect_max_side" in default.align.crop_settings()  # it changes the crops of large photos
