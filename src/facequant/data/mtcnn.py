@@ -60,7 +60,8 @@ def onnx_net(net: torch.nn.Module, size: int | None, threads: int) -> Net:
 
 def openvino_net(net: torch.nn.Module, size: int | None, threads: int, streams: int) -> Net:
     """The module compiled by OpenVINO in FP32 (not bf16 where the host has it: the crops must stay at parity), with
-    one stream of `threads` unpinned threads per aligner worker: requests on one stream run one at a time."""
+    one stream of `threads` unpinned threads per aligner worker (at most one per core): requests on one stream run
+    one at a time."""
     import openvino as ov
 
     core = ov.Core()

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -152,18 +153,9 @@ def casia_state_dict(weights_dir: Path, alternative: str = "") -> Path:
     return cached_state_dict(target, identity, lambda: convert_graph(fetch_graph(weights_dir, alternative), backbone()))
 
 
-def _cv2() -> Any:
-    """OpenCV, an optional dependency needed only to run the frozen graph for the parity check."""
-    try:
-        import cv2
-    except ImportError as exc:
-        raise WeightsError("running the frozen graph needs OpenCV: pip install opencv-python-headless") from exc
-    return cv2
-
-
 def graph_embeddings(graph_path: Path, x: np.ndarray) -> np.ndarray:
     """The frozen graph's own output 'embeddings' for NCHW float32 input, run by OpenCV's DNN (no TensorFlow)."""
-    net = _cv2().dnn.readNetFromTensorflow(str(graph_path))
+    net = cv2.dnn.readNetFromTensorflow(str(graph_path))
     out = []
     for face in x:  # one face per forward: OpenCV 5's MatMul layer rejects batches
         net.setInput(np.ascontiguousarray(face[None]))
@@ -186,7 +178,7 @@ def record_parity(weights_dir: Path, x: np.ndarray, inputs: str) -> dict[str, An
         "inputs": inputs,
         "measured": (
             f"L2-normalised embeddings: the converted InceptionResnetV1 in torch {torch.__version__} (CPU, float32) "
-            f"vs {GRAPH_MEMBER} run by OpenCV {_cv2().__version__} cv2.dnn.readNetFromTensorflow, output 'embeddings'"
+            f"vs {GRAPH_MEMBER} run by OpenCV {cv2.__version__} cv2.dnn.readNetFromTensorflow, output 'embeddings'"
         ),
         "graph_sha256": GRAPH_SHA256,
         "state_dict_sha256": sha256_file(path),
