@@ -221,7 +221,9 @@ def test_running_runs_whose_process_on_this_host_is_gone_end_failed(cfg):
     reused = running(here, 0)
     # a dead job of a live sweep (alive) is the sweep's to end at its end, with the launcher's retry named
     job = client.create_run(experiment, tags={Tag.HOST: here, Tag.PID: gone.stdout.strip(), Tag.PARENT: alive})
-    time.sleep(1.5)  # the pid below belongs to a process started after the run: the run's own process is gone
+    # the pid below belongs to a process started after the run: the run's own process is gone. psutil dates a process
+    # from the boot time, which Linux gives in whole seconds, so it can read up to 1 s early; _alive allows 1 s more
+    time.sleep(2.5)
     later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         client.set_tag(reused, Tag.PID, str(later.pid))
