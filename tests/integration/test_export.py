@@ -1,5 +1,9 @@
 """ONNX export of the real model: parity with PyTorch on real faces, dynamic batch, metadata."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from facequant.models.export import INPUT, OPSET, OUTPUT, export_onnx, read_metadata
@@ -40,6 +44,25 @@ def test_cached_export_is_not_redone(fp32_onnx, msceleb128, aligned_sample):
     net, info = msceleb128
     again = export_onnx(net, info, path, preprocess(aligned_sample.faces[:2], InputSpec(info.preprocess)))
     assert again == diff and path.stat().st_mtime_ns == before
+
+
+def test_a_cached_export_is_found_without_importing_torch(fp32_onnx, msceleb128):
+    """What a job whose model is cached does: the weights described from the config's head size, the export's
+    record checked; torch's import (4-5 s of a job's start) is left out."""
+    path, diff = fp32_onnx
+    weights_dir = str(Path(msceleb128[1].weights_path).parent)
+    code = f"""
+import sys
+from pathlib import Path
+from facequant.config.sections import ModelConfig
+from facequant.models.backbones import describe, fetch_weights
+from facequant.models.export import cached_parity
+cfg = ModelConfig(name="msceleb128", preprocess="per_image", weights_dir={weights_dir!r}, embedding_size=128)
+print(cached_parity(Path({str(path)!r}), describe(cfg, *fetch_weights(cfg), 128)))
+print(sorted(m for m in ("torch", "torchvision", "facenet_pytorch") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert float(out[0]) == diff and out[1] == "[]"
 
 
 def test_truncated_export_is_detected_and_redone(msceleb128, aligned_sample, tmp_path, caplog):

@@ -1,4 +1,5 @@
-"""MTCNN face alignment with a per-image cache keyed by image content, so detection runs once per image."""
+"""MTCNN face alignment with a per-image cache keyed by image content, so detection runs once per image. torch and
+facenet-pytorch are imported only to detect: a job whose faces are cached reads them without."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import torch
-from facenet_pytorch.models.utils.detect_face import crop_resize
 from PIL import Image
 from tqdm import tqdm
 
@@ -20,7 +19,6 @@ from facequant.cache.files import exclusive, load_npz, save_npz
 from facequant.cache.layout import CacheLayout, FaceSetIdentity
 from facequant.config.sections import AlignConfig
 from facequant.data.images import ImageError, image_sha256, read_rgb
-from facequant.data.mtcnn import detect_faces, onnx_net, openvino_net
 from facequant.machine import usable_cpus
 
 log = logging.getLogger(__name__)
@@ -58,6 +56,8 @@ class Detector:
     def __init__(self, cfg: AlignConfig) -> None:
         from facenet_pytorch import MTCNN
 
+        from facequant.data.mtcnn import onnx_net, openvino_net
+
         self.cfg = cfg
         reference = cfg.implementation == "reference"
         self.workers = cfg.workers or (1 if reference else usable_cpus())
@@ -94,6 +94,8 @@ class Detector:
         if self.cfg.implementation == "reference":
             return list(zip(*self.mtcnn.detect(images, landmarks=True), strict=True))
         batch = np.stack([np.asarray(img) for img in images])
+        from facequant.data.mtcnn import detect_faces
+
         found = detect_faces(batch, *self.nets, self.cfg.min_face_size, self.cfg.thresholds, self.cfg.factor)
         return [_largest_first(boxes, points) for boxes, points in found]
 
@@ -116,6 +118,8 @@ class Detector:
 def crop_face(img: Image.Image, box: np.ndarray, size: int, margin: int) -> np.ndarray:
     """facenet-pytorch's extract_face as uint8 HWC, pixel for pixel, without its float tensor: that copy runs on
     PyTorch's thread pool, which each aligner worker would otherwise wake for one 160x160 face."""
+    from facenet_pytorch.models.utils.detect_face import crop_resize
+
     mx, my = margin * (box[2] - box[0]) / (size - margin), margin * (box[3] - box[1]) / (size - margin)
     width, height = img.size
     area = (
@@ -191,6 +195,8 @@ def _align_batch(detector: Detector, paths: list[Path]) -> list[tuple[np.ndarray
 def align_files(detector: Detector, paths: list[Path]) -> Iterator[tuple[np.ndarray, bool]]:
     """Each photo's face crop and whether a face was found, in order; batches of align.batch_size are read and
     aligned by the detector's workers side by side."""
+
+    import torch
 
     def batch(chunk: list[Path]) -> list[tuple[np.ndarray, bool]]:
         with torch.inference_mode():

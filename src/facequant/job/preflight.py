@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facequant import tracking
-from facequant.config.sections import CalibrationConfig, ConfigError, DatasetConfig, ModelConfig
+from facequant.config.sections import CalibrationConfig, ConfigError, DatasetConfig
 from facequant.config.settings import Settings
 from facequant.data.lfw import Dataset
 from facequant.data.selection import load_dataset, select_images
-from facequant.models.checkpoints import facenet_pytorch_checkpoint
+from facequant.models.backbones import fetch_weights
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,6 @@ def check_data(datasets: dict[DatasetConfig, Dataset], cfg: DatasetConfig, calib
     select_images(datasets[cfg], cfg, calib)
 
 
-def fetch_model(model: ModelConfig) -> Path:
-    """The model's weights, fetched now if missing. VGGFace2's is a plain download, fetched without importing torch
-    (seconds on a busy machine); the others may convert, through the loader's own fetch."""
-    if model.name == "vggface2":
-        return facenet_pytorch_checkpoint(model.name)
-    from facequant.models.backbones import fetch_weights  # imports torch
-
-    return fetch_weights(model)[0]
-
-
 def preflight(jobs: Sequence[Settings]) -> None:
     """Check every distinct need of the jobs once, quickest first: tracking server, cache folder, data, weights,
     then the store opened; raises the first problem, naming it and its fix."""
@@ -75,7 +65,7 @@ def preflight(jobs: Sequence[Settings]) -> None:
     for dataset, calib in dict.fromkeys((job.dataset, job.calibration) for job in jobs):
         check_data(datasets, dataset, calib)
     for model in dict.fromkeys(job.model for job in jobs):
-        log.info("pre-flight: model=%s weights at %s", model.name, fetch_model(model))
+        log.info("pre-flight: model=%s weights at %s", model.name, fetch_weights(model)[0])
     for uri in uris:
         check_store(uri)
     log.info("pre-flight passed for %d job(s)", len(jobs))

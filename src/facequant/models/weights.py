@@ -8,13 +8,16 @@ import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import torch
 
 from facequant.cache.files import atomic_path, exclusive, sha256_file, verified_file, write_file_record
 from facequant.models.checkpoints import WeightsError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,8 @@ class StateFiller:
             raise WeightsError(
                 f"shape mismatch for {key}: model {tuple(self.out[key].shape)}, {self.source} {value.shape}"
             )
+        import torch
+
         self.out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
         self.assigned.add(key)
 
@@ -202,6 +207,8 @@ def cached_state_dict(target: Path, identity: dict, convert: Callable[[], dict[s
     """A converted state_dict, converted once and trusted again only with its recorded identity and sha256."""
     with exclusive(target):
         if verified_file(target, identity) is None:
+            import torch
+
             state = convert()
             with atomic_path(target) as tmp, open(tmp, "wb") as fh:
                 torch.save(state, fh)  # a file object: the archive's inner name (and so the sha256) does not vary
