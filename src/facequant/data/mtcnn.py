@@ -72,7 +72,7 @@ def openvino_net(net: torch.nn.Module, size: int | None, threads: int, streams: 
     def run(x: np.ndarray) -> tuple[torch.Tensor, ...]:
         if not hasattr(local, "request"):
             local.request = compiled.create_infer_request()
-        outputs = local.request.infer({0: x})
+        outputs = local.request.infer({0: x}, share_inputs=True)  # a copy into the request's tensor deadlocked once
         return tuple(torch.from_numpy(out.copy()) for out in outputs.values())
 
     return run
